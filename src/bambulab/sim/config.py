@@ -117,7 +117,7 @@ class PrinterConfig:
     camera_port: int = 0  # port-6000 JPEG stream (P1/A1) or RTSPS (X1/H2)
     firmware: str | None = None
     storage_dir: Path | None = None  # FTPS root; a temporary folder when None
-    time_scale: float = 1.0  # simulated seconds per real second
+    time_scale: float | None = None  # simulated seconds per real second; None: the simulator's
     camera_fps: float = 1.0
     quirks: Quirks = field(default_factory=Quirks)
     seed: int | None = None  # makes serials, names and noise reproducible

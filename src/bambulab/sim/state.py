@@ -54,6 +54,9 @@ class AmsUnit:
     trays: list[Tray] = field(default_factory=list)
     sn: str = ""
     firmware: str = "00.01.06.62"
+    #: the extruder this unit feeds on multi-extruder printers (H2D: 0 right, 1 left)
+    extruder: int = 0
+    dry_minutes: int = 0  # drying time left (AMS 2 Pro / AMS HT), ``dry_time`` on the wire
 
 
 @dataclass
@@ -88,6 +91,7 @@ class Job:
     duration_s: float = 0.0
     elapsed_s: float = 0.0
     prepare_s: float = 0.0
+    prepare_elapsed_s: float = 0.0
 
 
 @dataclass
@@ -140,3 +144,5 @@ class Dynamic:
     firmware: str = "01.08.00.00"
     #: increments with every report the printer publishes (push_status sequence_id)
     report_seq: int = 2000
+    #: the printer's clock in ms since the epoch (``t_utc`` on X1); set by the engine, 0 = unset
+    utc_ms: int = 0

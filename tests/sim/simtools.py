@@ -1,0 +1,167 @@
+"""Helpers for simulator tests.
+
+The simulator runs on its own event loop in a background thread, and tests talk to it with
+independent third-party clients (paho-mqtt, ftplib, ssl) exactly as a user's script would.
+Nothing here imports bambulab's client code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import paho.mqtt.client as paho
+
+from bambulab.sim import Simulator, VirtualPrinter
+
+T = TypeVar("T")
+
+
+class SimThread:
+    """A :class:`Simulator` on an event loop in a background thread."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="sim-loop", daemon=True)
+        self._thread.start()
+        self.sim = Simulator(**kwargs)
+        self.call(self.sim.start())
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def add(self, **overrides: Any) -> VirtualPrinter:
+        return self.call(self.sim.add_printer(**overrides))
+
+    def close(self) -> None:
+        try:
+            self.call(self.sim.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+
+class Mqtt:
+    """A plain paho-mqtt client, as third-party scripts use it against a printer."""
+
+    def __init__(
+        self,
+        printer: VirtualPrinter,
+        *,
+        code: str | None = None,
+        ca_pem: bytes | None = None,
+        tls_max: ssl.TLSVersion | None = None,
+        client_id: str | None = None,
+        keepalive: int = 30,
+    ) -> None:
+        self.printer = printer
+        self.serial = printer.serial
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.raw: list[bytes] = []
+        self.connect_rc: Any = None
+        self.disconnected = threading.Event()
+        self._connected = threading.Event()
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
+        self.client.username_pw_set("bblp", printer.access_code if code is None else code)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False  # CN is the serial, there is no IP SAN
+        if ca_pem is None:
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx.load_verify_locations(cadata=ca_pem.decode())
+        if tls_max is not None:
+            ctx.maximum_version = tls_max
+        self.client.tls_set_context(ctx)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self._keepalive = keepalive
+        self.subacks: list[Any] = []
+        self.client.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.append(rcs)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.connect_rc = rc
+        self._connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.raw.append(msg.payload)
+        try:
+            self.messages.put(json.loads(msg.payload))
+        except ValueError:
+            self.messages.put({"_unparseable": msg.payload})
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.disconnected.set()
+        self._connected.set()
+
+    def connect(self, timeout: float = 5.0) -> Any:
+        self.client.connect(self.printer.host, self.printer.mqtt.port, keepalive=self._keepalive)
+        self.client.loop_start()
+        assert self._connected.wait(timeout), "no CONNACK in time"
+        return self.connect_rc
+
+    def subscribe_report(self) -> None:
+        self.client.subscribe(f"device/{self.serial}/report", qos=0)
+        deadline = time.monotonic() + 5
+        while not self.subacks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.subacks, "no SUBACK"
+
+    def send(self, payload: dict[str, Any] | bytes, qos: int = 0) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.client.publish(f"device/{self.serial}/request", data, qos=qos)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching message in {timeout}s; saw {len(seen)}: {seen[-3:]}")
+            try:
+                msg = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            seen.append(msg)
+            if predicate(msg):
+                return msg
+
+    def ack(self, section: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
+        msg = self.wait_for(
+            lambda m: isinstance(m.get(section), dict) and m[section].get("command") == command, timeout
+        )
+        return dict(msg[section])
+
+    def drain(self, seconds: float) -> list[dict[str, Any]]:
+        out = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                out.append(self.messages.get(timeout=left))
+            except queue.Empty:
+                break
+        return out
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+
+def print_state(msg: dict[str, Any]) -> dict[str, Any]:
+    body = msg.get("print")
+    return body if isinstance(body, dict) and body.get("command") == "push_status" else {}
