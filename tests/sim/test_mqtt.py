@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from simtools import Mqtt, SimThread, print_state
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from simtools import Mqtt, SimThread, print_state
 
 from bambulab.sim import AuthMode, MaxClientsMode, Quirks
 

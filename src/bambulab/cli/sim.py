@@ -137,7 +137,7 @@ async def _run(
     watch: bool,
 ) -> None:
     from bambulab.protocol.models import CameraKind, model_by_code
-    from bambulab.sim import Simulator
+    from bambulab.sim.simulator import Simulator
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from bambulab.protocol.models import PrinterFamily, PrinterModel
 from bambulab.sim import payloads
 from bambulab.sim.config import AuthMode, DeltaMode, Quirks
-from bambulab.sim.state import Dynamic, HmsEntry, Job, Tray
+from bambulab.sim.state import Dynamic, Heater, HmsEntry, Job, Tray
 
 __all__ = ["ERR_SIGNATURE", "PrinterEngine", "diff_report"]
 
@@ -73,6 +73,12 @@ def diff_report(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         elif value != before or type(value) is not type(before):
             out[key] = value
     return out
+
+
+def _approach(heater: Heater, goal: float, step: float) -> None:
+    """Move a heater's temperature towards ``goal`` by at most ``step`` degrees."""
+    gap = goal - heater.temp
+    heater.temp = goal if abs(gap) <= step else heater.temp + math.copysign(step, gap)
 
 
 @dataclass
@@ -400,9 +406,9 @@ class PrinterEngine:
 
     def _cmd_ledctrl(self, section: str, body: dict[str, Any]) -> tuple[list[Message], bool]:
         node, mode = body.get("led_node"), body.get("led_mode")
-        if node not in self.dyn.lights:
+        if not isinstance(node, str) or node not in self.dyn.lights:
             return [self._failure(section, body, f"unknown led_node {node!r}")], False
-        if mode not in ("on", "off", "flashing"):
+        if not isinstance(mode, str) or mode not in ("on", "off", "flashing"):
             return [self._failure(section, body, "led_mode must be on, off or flashing")], False
         self.dyn.lights[node] = mode
         echo = {k: body[k] for k in ("led_node", "led_mode", "led_on_time", "led_off_time",
@@ -734,12 +740,10 @@ class PrinterEngine:
     def _advance_heaters(self, dt: float) -> None:
         for heater, rate in [(n, NOZZLE_RATE) for n in self.dyn.nozzles] + [(self.dyn.bed, BED_RATE)]:
             goal = heater.target if heater.target > 0 else AMBIENT
-            step = (rate if goal > heater.temp else COOL_RATE) * dt
-            heater.temp = goal if abs(goal - heater.temp) <= step else heater.temp + math.copysign(step, goal - heater.temp)
+            _approach(heater, goal, (rate if goal > heater.temp else COOL_RATE) * dt)
         chamber = self.dyn.chamber
         goal = max(AMBIENT + (self.dyn.bed.temp - AMBIENT) * 0.15, chamber.target or 0.0)
-        step = CHAMBER_RATE * dt
-        chamber.temp = goal if abs(goal - chamber.temp) <= step else chamber.temp + math.copysign(step, goal - chamber.temp)
+        _approach(chamber, goal, CHAMBER_RATE * dt)
 
     # ------------------------------------------------------------------ use cases
 

@@ -114,7 +114,7 @@ class BambuRequestPlugin(BasePlugin[Any]):
             log.exception("virtual printer %s failed to handle a request", binding.serial)
 
 
-_PLUGIN_PATHS = {
+_PLUGIN_PATHS: dict[str, dict[str, Any]] = {
     f"{__name__}.BambuAuthPlugin": {},
     f"{__name__}.BambuTopicPlugin": {},
     f"{__name__}.BambuRequestPlugin": {},
@@ -144,7 +144,7 @@ class _PrinterBroker(Broker):
 
     # amqtt calls this as self._create_ssl_context(listener): a printer does not ask for client
     # certificates and accepts TLS 1.2 and 1.3.
-    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:  # type: ignore[override]
+    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
         return self._ssl_context
 
     def connected_sessions(self) -> list[tuple[Any, Any]]:
@@ -195,7 +195,7 @@ class _PrinterBroker(Broker):
         cached = getattr(session, "bambu_auth", None)
         if cached is not None:
             return bool(cached)
-        return await super()._authenticate(session, listener)
+        return bool(await super()._authenticate(session, listener))
 
     async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
         topic_filter, qos = subscription
@@ -211,7 +211,7 @@ class _PrinterBroker(Broker):
             return 0x80
         if getattr(session, "bambu_silent", False):
             return min(qos, 1)  # granted, but never registered: the client hears nothing
-        return await super().add_subscription(subscription, session)
+        return int(await super().add_subscription(subscription, session))
 
     async def close_client(self, client_id: str) -> None:
         entry = self._sessions.get(client_id)
@@ -282,7 +282,7 @@ class MqttService(Service):
         return len(self._broker.connected_sessions()) if self._broker else 0
 
     @property
-    def stalled(self) -> bool:  # type: ignore[override]
+    def stalled(self) -> bool:
         return bool(self._broker and self._broker.stalled)
 
     @stalled.setter

@@ -146,7 +146,9 @@ class Simulator:
         self._wake.set()
         return printer
 
-    async def add_printers(self, count: int, models: Iterable[str] = ("P1S",), **overrides: Any) -> list[VirtualPrinter]:
+    async def add_printers(
+        self, count: int, models: Iterable[str] = ("P1S",), **overrides: Any
+    ) -> list[VirtualPrinter]:
         """Add ``count`` printers, cycling through ``models``."""
         cycle = itertools.cycle(list(models) or ["P1S"])
         return [await self.add_printer(model=next(cycle), **overrides) for _ in range(count)]
