@@ -28,10 +28,10 @@ from bambulab.protocol.ssdp import (
 
 P1S = SsdpAnnouncement(
     serial="01P00A123456789",
-    model="C12",
+    model_code="C12",
     name="Werkstatt P1S — links",
     ip="192.168.1.50",
-    signal=-44,
+    signal_dbm=-44,
     connect="lan",
     bind="free",
     firmware="01.07.00.00",
@@ -143,10 +143,10 @@ def test_round_trip_kind_and_headers() -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"signal": None},
-        {"signal": -90, "connect": "cloud", "bind": "occupied"},
-        {"model": "O1D", "name": "H2D 双喷头", "interface": "eth0", "cap": "3"},
-        {"model": "N8", "firmware": ""},  # a code our table does not know stays as sent
+        {"signal_dbm": None},
+        {"signal_dbm": -90, "connect": "cloud", "bind": "occupied"},
+        {"model_code": "O1D", "name": "H2D 双喷头", "interface": "eth0", "cap": "3"},
+        {"model_code": "N8", "firmware": ""},  # a code our table does not know stays as sent
         {"name": ""},
     ],
 )
@@ -189,7 +189,7 @@ def test_notify_wire_format() -> None:
 
 def test_notify_options() -> None:
     text = build_notify(
-        dataclasses.replace(P1S, signal=None), server="Buildroot/2018.02-rc3 UPnP/1.0 ssdpd/1.8", max_age=60
+        dataclasses.replace(P1S, signal_dbm=None), server="Buildroot/2018.02-rc3 UPnP/1.0 ssdpd/1.8", max_age=60
     ).decode()
     assert "DevSignal" not in text
     assert "\r\nServer: Buildroot/2018.02-rc3 UPnP/1.0 ssdpd/1.8\r\n" in text
@@ -245,7 +245,7 @@ def test_parse_real_notify_with_dbm_suffix() -> None:
     a = parse_announcement(REAL_NOTIFY)
     assert a is not None
     assert a.kind is SsdpKind.NOTIFY
-    assert (a.serial, a.model, a.ip, a.signal) == ("01P00A123456789", "C12", "192.168.1.50", -44)
+    assert (a.serial, a.model_code, a.ip, a.signal_dbm) == ("01P00A123456789", "C12", "192.168.1.50", -44)
     assert a.name == "Werkstatt P1S — links"
     assert (a.connect, a.bind, a.lan_only, a.bound) == ("cloud", "occupied", False, True)
     assert (a.firmware, a.seclink, a.interface, a.cap) == ("01.07.00.00", "secure", "wlan0", "1")
@@ -257,10 +257,10 @@ def test_parse_real_notify_with_dbm_suffix() -> None:
 def test_parse_legacy_x1_lowercase_no_signal() -> None:
     a = parse_announcement(LEGACY_X1C_NOTIFY)
     assert a is not None
-    assert a.model == "BL-P001"
+    assert a.model_code == "BL-P001"
     assert a.header("DevModel.bambu.com") == "3DPrinter-X1-Carbon"
     assert a.header("DEVMODEL.BAMBU.COM") == "3DPrinter-X1-Carbon"
-    assert a.signal is None
+    assert a.signal_dbm is None
     assert (a.serial, a.ip, a.name) == ("00M09A350100123", "10.0.0.7", "X1C-1")
     assert a.connect == "lan"
     assert a.lan_only
@@ -274,14 +274,14 @@ def test_parse_legacy_x1_plain() -> None:
     data = LEGACY_X1C_NOTIFY.replace(b"3DPrinter-X1-Carbon", b"3DPrinter-X1")
     a = parse_announcement(data)
     assert a is not None
-    assert a.model == "BL-P002"
+    assert a.model_code == "BL-P002"
 
 
 def test_parse_real_reply() -> None:
     a = parse(REAL_REPLY)
     assert isinstance(a, SsdpAnnouncement)
     assert a.kind is SsdpKind.RESPONSE
-    assert (a.serial, a.model, a.ip, a.signal, a.name) == (
+    assert (a.serial, a.model_code, a.ip, a.signal_dbm, a.name) == (
         "03919A3B0100254", "N2S", "192.168.1.61", -61, "A1 kitchen"
     )
     assert a.header("date") == "Thu, 02 Jan 2025 03:04:05 GMT"
@@ -330,7 +330,7 @@ def test_parse_signal(value: str | None, expected: int | None) -> None:
 def test_unparseable_signal_is_none() -> None:
     a = parse_announcement(REAL_NOTIFY.replace(b"-44dBm", b"excellent"))
     assert a is not None
-    assert a.signal is None
+    assert a.signal_dbm is None
 
 
 @pytest.mark.parametrize(
@@ -441,10 +441,10 @@ _TOKEN = st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True)
 @settings(max_examples=200, deadline=None)
 @given(
     serial=st.from_regex(r"[A-Z0-9]{15}", fullmatch=True),
-    model=st.sampled_from(["BL-P001", "BL-P002", "C11", "C12", "C13", "N1", "N2S", "N7", "O1D", "N8"]),
+    model_code=st.sampled_from(["BL-P001", "BL-P002", "C11", "C12", "C13", "N1", "N2S", "N7", "O1D", "N8"]),
     name=_TEXT,
     ip=st.ip_addresses(v=4).map(str),
-    signal=st.one_of(st.none(), st.integers(-120, 0)),
+    signal_dbm=st.one_of(st.none(), st.integers(-120, 0)),
     connect=st.sampled_from(["lan", "cloud"]),
     bind=st.sampled_from(["free", "occupied"]),
     firmware=_TOKEN,

@@ -49,6 +49,8 @@ from bambulab.protocol.models import PrinterModel, model_by_code, model_for_seri
 
 __all__ = [
     "BROADCAST_ADDRESS",
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_SERVER",
     "HOST_HEADER",
     "SEARCH_ALL",
     "SEARCH_TARGET",
@@ -102,12 +104,12 @@ class SsdpKind(enum.StrEnum):
 class SsdpAnnouncement:
     """One printer as it announces itself, in a NOTIFY or an M-SEARCH reply.
 
-    Field values are the header values, stripped. ``model`` is the model code
+    Field values are the header values, stripped. ``model_code`` is the model code
     (``DevModel.bambu.com``); the parser maps legacy X1 strings and model names to the code
     (``"3DPrinter-X1-Carbon"`` becomes ``"BL-P001"``) and keeps unknown codes as sent. ``connect``
     is ``"lan"`` (LAN-only mode) or ``"cloud"``; ``bind`` is ``"free"`` or ``"occupied"``; the
     parser lower-cases both and keeps values it does not know. A header missing from a received
-    datagram parses as ``""`` (``signal`` as ``None``, also when it is not a number).
+    datagram parses as ``""`` (``signal_dbm`` as ``None``, also when it is not a number).
 
     ``kind`` and ``headers`` describe the datagram rather than the printer: they do not take part
     in equality, and the builders ignore them. ``headers`` holds every header as received, under
@@ -115,10 +117,10 @@ class SsdpAnnouncement:
     """
 
     serial: str
-    model: str
+    model_code: str
     name: str
     ip: str
-    signal: int | None = None
+    signal_dbm: int | None = None
     connect: str = "lan"
     bind: str = "free"
     firmware: str = ""
@@ -140,10 +142,10 @@ class SsdpAnnouncement:
 
     @property
     def printer_model(self) -> PrinterModel | None:
-        """The model from the table: by ``model``, else guessed from the serial's prefix."""
-        if self.model:
+        """The model from the table: by ``model_code``, else guessed from the serial's prefix."""
+        if self.model_code:
             try:
-                return model_by_code(self.model)
+                return model_by_code(self.model_code)
             except KeyError:
                 pass
         return model_for_serial(self.serial)
@@ -206,9 +208,9 @@ def _encode(start_line: str, headers: Iterator[tuple[str, str | None]]) -> bytes
 def _device_headers(
     a: SsdpAnnouncement, *, dbm_suffix: bool
 ) -> Iterator[tuple[str, str | None]]:
-    yield "DevModel.bambu.com", a.model
+    yield "DevModel.bambu.com", a.model_code
     yield "DevName.bambu.com", a.name
-    yield "DevSignal.bambu.com", _format_signal(a.signal, dbm_suffix)
+    yield "DevSignal.bambu.com", _format_signal(a.signal_dbm, dbm_suffix)
     yield "DevConnect.bambu.com", a.connect
     yield "DevBind.bambu.com", a.bind
     yield "Devseclink.bambu.com", a.seclink
@@ -230,7 +232,7 @@ def build_notify(
 ) -> bytes:
     """The ``NOTIFY * HTTP/1.1`` datagram a printer broadcasts (CRLF line ends, blank line last).
 
-    ``DevSignal.bambu.com`` is left out when ``signal`` is ``None`` (wired printers, some models);
+    ``DevSignal.bambu.com`` is left out when ``signal_dbm`` is ``None`` (wired printers, some models);
     ``dbm_suffix`` writes it as ``-44dBm`` as some firmware does. Control characters in values
     (a CR or LF in a user-chosen printer name) become spaces so a value cannot add a header.
     """
@@ -390,10 +392,10 @@ def _announcement(
         return None
     return SsdpAnnouncement(
         serial=serial,
-        model=normalize_model_code(lower.get("devmodel.bambu.com", "")),
+        model_code=normalize_model_code(lower.get("devmodel.bambu.com", "")),
         name=lower.get("devname.bambu.com", ""),
         ip=ip,
-        signal=parse_signal(lower.get("devsignal.bambu.com")),
+        signal_dbm=parse_signal(lower.get("devsignal.bambu.com")),
         connect=lower.get("devconnect.bambu.com", "").lower(),
         bind=lower.get("devbind.bambu.com", "").lower(),
         firmware=lower.get("devversion.bambu.com", ""),
