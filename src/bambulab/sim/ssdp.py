@@ -110,6 +110,7 @@ class SsdpService:
         slicer on the same machine.
     :param server: the ``Server:`` header (an old X1 sends
         ``"Buildroot/2018.02-rc3 UPnP/1.0 ssdpd/1.8"``).
+    :param max_age: the ``Cache-Control: max-age`` value (printers send 1800).
     :param dbm_suffix: write ``DevSignal.bambu.com`` as ``-44dBm`` instead of ``-44``.
     :param clock: returns the time written in the replies' ``Date:`` header.
     """
