@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 if TYPE_CHECKING:
     from bambulab.sim.state import Dynamic
 
-__all__ = ["DEFAULT_QUALITY", "FrameInfo", "render_frame", "render_info", "snapshot"]
+__all__ = ["DEFAULT_QUALITY", "FrameInfo", "render_frame", "render_image", "render_info", "snapshot"]
 
 DEFAULT_QUALITY = 75
 _MIN_SIZE = (64, 36)
@@ -357,7 +357,10 @@ def _draw_scene(img: Image.Image, info: FrameInfo) -> None:
             for k in range(7):
                 a = k * 0.9
                 pts = [
-                    (cx + math.sin(a + j * 1.7) * half * 0.9, top_y - depth * 0.5 - abs(math.cos(a + j)) * depth * 2)
+                    (
+                        cx + math.sin(a + j * 1.7) * half * 0.9,
+                        top_y - depth * 0.5 - abs(math.cos(a + j)) * depth * 2,
+                    )
                     for j in range(6)
                 ]
                 draw.line(pts, fill=top, width=max(1, info.height // 360))
@@ -384,8 +387,9 @@ def _draw_scene(img: Image.Image, info: FrameInfo) -> None:
         fill=_shade((214, 216, 220), dim),
         outline=_shade((150, 152, 158), dim),
     )
+    window_top = body_top + hh // 6
     draw.rectangle(
-        [head_x - hw // 2 + hw // 8, body_top + hh // 6, head_x + hw // 2 - hw // 8, body_top + hh // 6 + hh // 8],
+        [head_x - hw // 2 + hw // 8, window_top, head_x + hw // 2 - hw // 8, window_top + hh // 8],
         fill=_shade((40, 42, 48), dim),
     )
     heat = _clamp((info.nozzle_temp - 40) / 180, 0.0, 1.0)
@@ -456,8 +460,8 @@ def _ensure_jfif(data: bytes) -> bytes:
     return data[:2] + _JFIF_APP0 + data[2:]
 
 
-def render_info(info: FrameInfo) -> bytes:
-    """Draw and encode one frame. Thread-safe; the costly part of :func:`render_frame`."""
+def render_image(info: FrameInfo) -> Image.Image:
+    """Draw one frame as an RGB :class:`PIL.Image.Image` (thread-safe)."""
     width = int(_clamp(info.width, *(_MIN_SIZE[0], _MAX_SIZE[0])))
     height = int(_clamp(info.height, *(_MIN_SIZE[1], _MAX_SIZE[1])))
     if (width, height) != (info.width, info.height):
@@ -465,6 +469,12 @@ def render_info(info: FrameInfo) -> bytes:
     img = _background(width, height, info.light_on).copy()
     _draw_scene(img, info)
     _draw_overlay(img, info)
+    return img
+
+
+def render_info(info: FrameInfo) -> bytes:
+    """Draw and encode one frame. Thread-safe; the costly part of :func:`render_frame`."""
+    img = render_image(info)
     out = io.BytesIO()
     img.save(out, "JPEG", quality=int(_clamp(info.quality, 1, 95)), optimize=False, progressive=False)
     return _ensure_jfif(out.getvalue())
