@@ -212,12 +212,12 @@ def _seconds(value: object) -> int | None:
     return None
 
 
-_TOTAL_LAYERS: Final = re.compile(rb"^[ \t]*;[ \t]*total layer number[ \t]*[:=][ \t]*(\d{1,9})", re.M | re.I)
+_TOTAL_LAYERS: Final = re.compile(rb"^[ \t]*;[ \t]*total layer number[ \t]*[:=][ \t]*(\d{1,9})(?!\d)", re.M | re.I)
 _LAYER_CHANGE: Final = re.compile(
-    rb"^[ \t]*;[ \t]*layer num/total_layer_count[ \t]*:[ \t]*\d{1,9}[ \t]*/[ \t]*(\d{1,9})", re.M | re.I
+    rb"^[ \t]*;[ \t]*layer num/total_layer_count[ \t]*:[ \t]*\d{1,9}[ \t]*/[ \t]*(\d{1,9})(?!\d)", re.M | re.I
 )
 _TOTAL_TIME: Final = re.compile(rb"total estimated time[ \t]*[:=][ \t]*([0-9dhms \t]{1,40})", re.I)
-_DURATION_PART: Final = re.compile(rb"(\d{1,9})[ \t]*([dhms])", re.I)
+_DURATION_PART: Final = re.compile(rb"(?<!\d)(\d{1,9})[ \t]*([dhms])", re.I)
 _UNIT_SECONDS: Final = {b"d": 86400, b"h": 3600, b"m": 60, b"s": 1}
 
 
