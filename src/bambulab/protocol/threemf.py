@@ -390,7 +390,13 @@ def _plate(
     return plate, model_id
 
 
-def read_project(data: bytes) -> Project:
+def _as_bytes(data: object) -> bytes:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"read_project takes bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
+def read_project(data: bytes | bytearray | memoryview) -> Project:
     """Read a sliced project from the bytes of a ``.gcode.3mf``.
 
     Raises :class:`ThreeMFError` (a ``ValueError``) for anything that is not a readable sliced
@@ -398,10 +404,8 @@ def read_project(data: bytes) -> Project:
     sliced plate. Numbers that do not parse become ``None`` rather than errors. Only the first
     :data:`GCODE_HEAD_BYTES` of each plate's G-code are decompressed.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"read_project takes bytes, got {type(data).__name__}")
     try:
-        archive = zipfile.ZipFile(io.BytesIO(bytes(data)))
+        archive = zipfile.ZipFile(io.BytesIO(_as_bytes(data)))
     except _ZIP_ERRORS as exc:
         raise ThreeMFError(f"not a 3MF file (not a readable ZIP archive): {exc}") from exc
     with archive:
