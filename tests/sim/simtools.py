@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import socket
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
@@ -165,3 +166,28 @@ class Mqtt:
 def print_state(msg: dict[str, Any]) -> dict[str, Any]:
     body = msg.get("print")
     return body if isinstance(body, dict) and body.get("command") == "push_status" else {}
+
+
+def raw_connack(host: str, port: int, username: str, password: str, timeout: float = 5.0) -> int:
+    """Send a bare MQTT 3.1.1 CONNECT over TLS and return the CONNACK return code byte."""
+
+    def string(s: str) -> bytes:
+        data = s.encode()
+        return len(data).to_bytes(2, "big") + data
+
+    body = string("MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big")
+    body += string(f"raw-{uuid.uuid4().hex[:8]}") + string(username) + string(password)
+    packet = bytes([0x10, len(body)]) + body
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as raw, ctx.wrap_socket(raw) as tls:
+        tls.sendall(packet)
+        data = b""
+        while len(data) < 4:
+            chunk = tls.recv(4 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    assert data[:2] == b"\x20\x02", f"not a CONNACK: {data!r}"
+    return data[3]

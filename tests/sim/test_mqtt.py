@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from simtools import Mqtt, SimThread, print_state
+from simtools import Mqtt, SimThread, print_state, raw_connack
 
 from bambulab.sim import AuthMode, MaxClientsMode, Quirks
 
@@ -66,11 +66,11 @@ def test_wrong_access_code_is_not_authorised(simthread: SimThread, mqtt_clients:
     mqtt_clients.append(client)
     rc = client.connect()
     assert rc.is_failure
-    assert rc.value == 5  # CONNACK 5: not authorised
-    wrong_user = Mqtt(printer)
-    wrong_user.client.username_pw_set("admin", printer.access_code)
-    mqtt_clients.append(wrong_user)
-    assert wrong_user.connect().value == 5
+    assert str(rc) == "Not authorized"
+    # On the wire: CONNACK return code 5, for a wrong code and for a wrong user name alike.
+    assert raw_connack(printer.host, printer.mqtt.port, "bblp", "00000000") == 5
+    assert raw_connack(printer.host, printer.mqtt.port, "admin", printer.access_code) == 5
+    assert raw_connack(printer.host, printer.mqtt.port, "bblp", printer.access_code) == 0
 
 
 def test_nothing_is_sent_on_connect(simthread: SimThread, connect: Connect) -> None:
@@ -175,8 +175,10 @@ def test_several_sections_in_one_message(simthread: SimThread, connect: Connect)
     client = connect(printer)
     client.send({"pushing": {"sequence_id": "0", "command": "pushall"},
                  "info": {"sequence_id": "1", "command": "get_version"}})
-    client.ack("info", "get_version")
-    client.wait_for(push("msg", 0))
+    seen: set[str] = set()
+    while seen != {"version", "full"}:
+        msg = client.wait_for(lambda m: "info" in m or print_state(m).get("msg") == 0)
+        seen.add("version" if "info" in msg else "full")
 
 
 # ---------------------------------------------------------------------- commands
@@ -320,8 +322,8 @@ def test_max_clients_refuse(simthread: SimThread, connect: Connect, mqtt_clients
     connect(printer)
     third = Mqtt(printer)
     mqtt_clients.append(third)
-    rc = third.connect()
-    assert rc.value == 3  # server unavailable
+    assert str(third.connect()) == "Server unavailable"
+    assert raw_connack(printer.host, printer.mqtt.port, "bblp", printer.access_code) == 3
 
 
 def test_max_clients_accept_silent(simthread: SimThread, connect: Connect) -> None:

@@ -295,19 +295,19 @@ class MqttService(Service):
             return
         if self._ssl is None:
             self._ssl = self._handle.tls.server_context()
+        certfile, keyfile = self._handle.tls.write_files()
         config = {
             "listeners": {
                 "default": {
                     "type": "tcp",
                     "bind": f"{self._host}:{self._port}",
                     "ssl": True,
-                    # Not read (we hand amqtt our own context) but its config schema wants them.
-                    "certfile": "unused",
-                    "keyfile": "unused",
+                    # amqtt's schema checks these exist; the context it uses is ours (see above).
+                    "certfile": certfile,
+                    "keyfile": keyfile,
                 }
             },
             "plugins": _PLUGIN_PATHS,
-            "timeout-disconnect-delay": 2,
         }
         broker = _PrinterBroker(config, binding=self._binding, quirks=self._quirks, ssl_context=self._ssl)
         await broker.start()
