@@ -847,3 +847,24 @@ async def test_rtsp_drop_and_restart(rtsps: RtspService, sockets: list[socket.so
         return rtsp(s, "OPTIONS", _url(rtsps), 1).status
 
     assert await in_thread(options) == 200
+
+
+async def test_rtsp_stream_decodes_with_ffmpeg_if_pyav_is_installed(rtsps: RtspService) -> None:
+    """PyAV (FFmpeg) is not a dependency; when it is there, let a real player decode the stream."""
+    av: Any = pytest.importorskip("av")
+    rtsps.fps = 10.0
+    url = f"rtsps://bblp:{CODE}@127.0.0.1:{rtsps.port}/streaming/live/1"  # FFmpeg turns these into Digest
+
+    def play() -> list[tuple[int, int]]:
+        options = {"rtsp_transport": "tcp", "tls_verify": "0", "analyzeduration": "300000", "probesize": "65536"}
+        with av.open(url, options=options, timeout=TIMEOUT) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264"
+            sizes = []
+            for frame in container.decode(stream):
+                sizes.append((frame.width, frame.height))
+                if len(sizes) == 2:
+                    break
+            return sizes
+
+    assert await in_thread(play) == [(320, 180), (320, 180)]

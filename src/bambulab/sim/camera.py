@@ -180,6 +180,11 @@ class _TlsServer(Service, abc.ABC):
         return self._ssl_context
 
     async def _listen(self) -> None:
+        # asyncio primitives bind to the loop that first waits on them: make fresh ones, so a
+        # service can be started again under another event loop.
+        self._unstalled = asyncio.Event()
+        if not self._stalled:
+            self._unstalled.set()
         self._server = await asyncio.start_server(
             self._on_client,
             host=self._host,
@@ -394,8 +399,11 @@ class JpegCameraService(_TlsServer):
         try:
             while self._viewers > 0:
                 if not self.stalled:
-                    self._frame = await self._render()
-                    self._frame_seq += 1
+                    try:
+                        self._frame = await self._render()
+                        self._frame_seq += 1
+                    except Exception:  # a drawing bug must not freeze every viewer
+                        log.exception("camera %s: rendering a frame failed", self._handle.serial)
                 tick, self._tick = self._tick, asyncio.Event()
                 tick.set()
                 due += 1.0 / self._fps
@@ -410,6 +418,7 @@ class JpegCameraService(_TlsServer):
     def _viewer_joined(self) -> None:
         self._viewers += 1
         if self._ticker is None or self._ticker.done():
+            self._tick = asyncio.Event()  # nobody waits on the old one: no ticker, no viewers
             self._ticker = self._spawn(self._run_ticker(), f"camera-ticker-{self._handle.serial}")
 
     async def _send_frames(self, conn: _Conn) -> None:
@@ -441,22 +450,21 @@ class JpegCameraService(_TlsServer):
             return
         self._viewer_joined()
         sender = self._spawn(self._send_frames(conn), f"camera-viewer-{conn.peer}")
+        watcher = self._spawn(self._until_eof(conn), f"camera-eof-{conn.peer}")
         try:
-            # Anything the client sends after the auth packet is ignored; EOF means it left.
-            while not sender.done():
-                reading = asyncio.ensure_future(conn.reader.read(4096))
-                done, _ = await asyncio.wait({reading, sender}, return_when=asyncio.FIRST_COMPLETED)
-                if reading not in done:
-                    reading.cancel()
-                    await asyncio.gather(reading, return_exceptions=True)
-                    break
-                if not reading.result():
-                    break
+            # Ends when the client leaves (EOF or reset) or a write fails.
+            await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._viewers -= 1
-            if not sender.done():
-                sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            for task in (sender, watcher):
+                task.cancel()
+            await asyncio.gather(sender, watcher, return_exceptions=True)
+
+    @staticmethod
+    async def _until_eof(conn: _Conn) -> None:
+        """Read and ignore whatever the client sends after the auth packet, until EOF."""
+        while await conn.reader.read(4096):
+            pass
 
 
 # --------------------------------------------------------------------------- H.264 helpers
