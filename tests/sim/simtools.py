@@ -8,6 +8,7 @@ Nothing here imports bambulab's client code.
 from __future__ import annotations
 
 import asyncio
+import ftplib
 import json
 import queue
 import socket
@@ -91,6 +92,8 @@ class Mqtt:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self._keepalive = keepalive
+        self.state: dict[str, Any] = {}
+        self._state_lock = threading.Lock()
         self.subacks: list[Any] = []
         self.client.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.append(rcs)
 
@@ -101,9 +104,31 @@ class Mqtt:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         self.raw.append(msg.payload)
         try:
-            self.messages.put(json.loads(msg.payload))
+            decoded = json.loads(msg.payload)
         except ValueError:
             self.messages.put({"_unparseable": msg.payload})
+            return
+        body = print_state(decoded)
+        if body:
+            with self._state_lock:
+                self.state = _merge(self.state, body)
+        self.messages.put(decoded)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._state_lock:
+            return json.loads(json.dumps(self.state))
+
+    def wait_state(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the merged report state satisfies ``predicate``; return that state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.snapshot()
+            if state and predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                keys = {k: state.get(k) for k in ("gcode_state", "mc_percent", "stg_cur", "print_error")}
+                raise AssertionError(f"state never matched in {timeout}s; last: {keys}")
+            time.sleep(0.02)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.disconnected.set()
@@ -163,6 +188,17 @@ class Mqtt:
 
 
 
+def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A deliberately simple merge (objects recursively, everything else replaced) for tests."""
+    out = dict(old)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def print_state(msg: dict[str, Any]) -> dict[str, Any]:
     body = msg.get("print")
     return body if isinstance(body, dict) and body.get("command") == "push_status" else {}
@@ -191,3 +227,37 @@ def raw_connack(host: str, port: int, username: str, password: str, timeout: flo
             data += chunk
     assert data[:2] == b"\x20\x02", f"not a CONNACK: {data!r}"
     return data[3]
+
+
+class ImplicitFTPS(ftplib.FTP_TLS):
+    """ftplib with implicit TLS; data connections resume the control session unless told not to."""
+
+    def __init__(self, context: ssl.SSLContext, *, reuse_session: bool = True, timeout: float = 5.0) -> None:
+        self._control: socket.socket | None = None
+        super().__init__(context=context, timeout=timeout)
+        self.reuse_session = reuse_session
+        self.data_reused: list[bool] = []
+
+    @property
+    def sock(self) -> socket.socket | None:
+        return self._control
+
+    @sock.setter
+    def sock(self, value: socket.socket | None) -> None:
+        # Wrap the socket as soon as ftplib connects: TLS comes before the 220 greeting.
+        if value is not None and not isinstance(value, ssl.SSLSocket):
+            value = self.context.wrap_socket(value, server_hostname=self.host)
+        self._control = value
+
+    @property
+    def tls(self) -> ssl.SSLSocket:
+        assert isinstance(self._control, ssl.SSLSocket)
+        return self._control
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # noqa: S321 - inside TLS, see below
+        if self._prot_p:  # type: ignore[attr-defined]
+            session = self.tls.session if self.reuse_session else None
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+            self.data_reused.append(bool(conn.session_reused))
+        return conn, size

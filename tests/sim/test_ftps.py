@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from simtools import ImplicitFTPS
 
 from bambulab.protocol.models import PrinterModel, model_by_code
 from bambulab.sim.ca import LeafCertificate, SimCA
@@ -41,40 +42,6 @@ HUB_NAME = "test-ftps-hub"
 
 
 # --------------------------------------------------------------------------- an independent client
-
-
-class ImplicitFTPS(ftplib.FTP_TLS):
-    """ftplib with implicit TLS; data connections resume the control session unless told not to."""
-
-    def __init__(self, context: ssl.SSLContext, *, reuse_session: bool = True) -> None:
-        self._control: socket.socket | None = None
-        super().__init__(context=context, timeout=TIMEOUT)
-        self.reuse_session = reuse_session
-        self.data_reused: list[bool] = []
-
-    @property
-    def sock(self) -> socket.socket | None:
-        return self._control
-
-    @sock.setter
-    def sock(self, value: socket.socket | None) -> None:
-        # Wrap the socket as soon as ftplib connects: TLS comes before the 220 greeting.
-        if value is not None and not isinstance(value, ssl.SSLSocket):
-            value = self.context.wrap_socket(value, server_hostname=self.host)
-        self._control = value
-
-    @property
-    def tls(self) -> ssl.SSLSocket:
-        assert isinstance(self._control, ssl.SSLSocket)
-        return self._control
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # noqa: S321 - inside TLS, see below
-        if self._prot_p:  # type: ignore[attr-defined]
-            session = self.tls.session if self.reuse_session else None
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
-            self.data_reused.append(bool(conn.session_reused))
-        return conn, size
 
 
 def client_context(
@@ -257,7 +224,7 @@ async def test_commands_need_login_and_pasv_needs_prot_p(
     await asyncio.to_thread(body)
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls12", "tls13"])
 async def test_tls_versions_with_session_reuse(
     service: FtpsService, printer: FakePrinter, ca: SimCA, version: ssl.TLSVersion
 ) -> None:
@@ -307,7 +274,7 @@ def test_session_reuse_can_be_checked() -> None:
     assert session_reuse_check_available()
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls12", "tls13"])
 async def test_data_connection_without_session_reuse_gets_522(
     service: FtpsService, printer: FakePrinter, ca: SimCA, version: ssl.TLSVersion
 ) -> None:
@@ -571,6 +538,46 @@ async def test_paths_cannot_escape_the_root(
     assert (printer.storage / "escaped.txt").read_bytes() == b"x"
 
 
+async def test_upload_closed_without_tls_shutdown_completes(
+    service: FtpsService, printer: FakePrinter, ca: SimCA
+) -> None:
+    """Clients told not to ``unwrap()`` after STOR (A1 hangs on it) just close; that is a full upload."""
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = client_context(ca, maximum=version)
+
+        def body(name: str) -> str:
+            ftp = open_ftp(service.port, ctx, code=printer.access_code)
+            try:
+                conn = ftp.transfercmd(f"STOR {name}")
+                conn.sendall(b"y" * 50_000)
+                conn.close()  # no close_notify
+                return ftp.voidresp()
+            finally:
+                ftp.close()
+
+        name = f"no-unwrap-{version.name}.bin"
+        assert (await asyncio.to_thread(body, name)).startswith("226")
+        assert (printer.storage / name).read_bytes() == b"y" * 50_000
+
+
+async def test_pasv_address_can_be_zero(printer: FakePrinter, hub: FtpsHub, ctx: ssl.SSLContext) -> None:
+    svc = FtpsService(printer, hub=hub, pasv_address="0.0.0.0")  # noqa: S104 - only advertised
+    await svc.start()
+    try:
+
+        def body() -> None:
+            ftp = open_ftp(svc.port, ctx, code=printer.access_code)
+            try:
+                assert ftp.sendcmd("PASV").split("(")[1].startswith("0,0,0,0,")
+                assert store(ftp, "z.3mf", b"z").startswith("226")  # ftplib uses the control host
+            finally:
+                ftp.close()
+
+        await asyncio.to_thread(body)
+    finally:
+        await svc.stop()
+
+
 # --------------------------------------------------------------------------- hooks and logging
 
 
@@ -627,7 +634,50 @@ async def test_access_code_never_logged(
         assert printer.access_code[::-1] not in record.getMessage()
 
 
+async def test_access_code_is_read_at_each_login(
+    service: FtpsService, printer: FakePrinter, ctx: ssl.SSLContext
+) -> None:
+    old_code = printer.access_code
+    printer.access_code = "99990000"  # changed on the printer's screen
+    assert reply_code(lambda: open_ftp(service.port, ctx, code=old_code)) == "530"
+    ftp = await asyncio.to_thread(open_ftp, service.port, ctx, code="99990000")
+    try:
+        assert await asyncio.to_thread(ftp.pwd) == "/"
+    finally:
+        ftp.close()
+
+
 # --------------------------------------------------------------------------- faults and lifecycle
+
+
+async def test_idle_control_connection_is_dropped(printer: FakePrinter, hub: FtpsHub, ctx: ssl.SSLContext) -> None:
+    svc = FtpsService(printer, hub=hub, idle_timeout=0.3)
+    await svc.start()
+    try:
+        ftp = await asyncio.to_thread(open_ftp, svc.port, ctx, code=printer.access_code)
+        try:
+            with pytest.raises(ftplib.error_temp, match="^421"):
+                await asyncio.to_thread(ftp.getresp)  # arrives unasked after 0.3 s idle
+            assert await asyncio.to_thread(wait_until, lambda: svc.client_count == 0)
+        finally:
+            ftp.close()
+    finally:
+        await svc.stop()
+
+
+async def test_client_limit_per_printer(printer: FakePrinter, hub: FtpsHub, ctx: ssl.SSLContext) -> None:
+    svc = FtpsService(printer, hub=hub, max_clients=1)
+    await svc.start()
+    try:
+        first = await asyncio.to_thread(open_ftp, svc.port, ctx, code=printer.access_code)
+        try:
+            with pytest.raises((OSError, EOFError)):
+                await asyncio.to_thread(open_ftp, svc.port, ctx)  # closed before TLS
+            assert await asyncio.to_thread(first.pwd) == "/"
+        finally:
+            first.close()
+    finally:
+        await svc.stop()
 
 
 async def test_drop_clients_closes_live_sessions(
@@ -686,7 +736,10 @@ async def test_stalled_server_never_greets(service: FtpsService, printer: FakePr
     sock = socket.create_connection(("127.0.0.1", service.port), timeout=TIMEOUT)
     try:
         await asyncio.to_thread(no_greeting)
-        assert service.client_count >= 1  # held open, not refused
+        assert await asyncio.to_thread(wait_until, lambda: service.client_count >= 1)  # held, not refused
+        await service.drop_clients()  # drops held connections too
+        assert service.client_count == 0
+        assert await asyncio.to_thread(sock.recv, 1) == b""
     finally:
         sock.close()
     await service.set_stalled(False)

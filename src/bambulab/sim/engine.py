@@ -843,19 +843,11 @@ def _read_project_info(path: Path, plate: int) -> _FileInfo:
 
 def _read_gcode_info(path: Path) -> _FileInfo:
     """Duration and layers from a plain G-code file's header comments, when present."""
+    from bambulab.protocol.threemf import read_gcode_header
+
     try:
         with path.open("rb") as fh:
-            head = fh.read(64 * 1024).decode("utf-8", "replace")
+            header = read_gcode_header(fh.read(64 * 1024))
     except OSError:
         return _FileInfo()
-    layers = re.search(r"total layer (?:number|count)\s*[:=]\s*(\d+)", head, re.IGNORECASE)
-    duration = re.search(r"estimated printing time[^=:]*[:=]\s*(?:(\d+)h\s*)?(?:(\d+)m\s*)?(?:(\d+)s)?",
-                         head, re.IGNORECASE)
-    seconds = 0.0
-    if duration:
-        h, m, s = (int(g) if g else 0 for g in duration.groups())
-        seconds = h * 3600 + m * 60 + s
-    return _FileInfo(
-        duration_s=seconds or 1800.0,
-        layers=int(layers.group(1)) if layers else 100,
-    )
+    return _FileInfo(duration_s=float(header.estimated_s or 1800), layers=int(header.layers or 100))
