@@ -439,7 +439,7 @@ async def test_stalled_holds_a_bad_login_open(jpeg: JpegCameraService, sockets: 
         return False
 
     assert await in_thread(still_open)
-    jpeg.stalled = False
+    await asyncio.to_thread(setattr, jpeg, "stalled", False)  # from another thread, as a harness may
     sock.settimeout(TIMEOUT)
     assert await in_thread(lambda: closed_without_data(sock))
 
@@ -824,6 +824,32 @@ async def test_rtsp_port_closed_while_lan_liveview_is_off(x1: Handle, sockets: l
             await in_thread(lambda: connect(port))
     finally:
         await svc.stop()
+
+
+async def test_rtsp_stalled_answers_nothing_until_released(
+    rtsps: RtspService, sockets: list[socket.socket]
+) -> None:
+    sock = await in_thread(lambda: connect(rtsps.port))
+    sockets.append(sock)
+    rtsps.stalled = True
+
+    def silent() -> bool:
+        sock.sendall(f"OPTIONS {_url(rtsps)} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+        sock.settimeout(0.5)
+        try:
+            sock.recv(1)
+        except TimeoutError:
+            return True
+        return False
+
+    assert await in_thread(silent)
+    rtsps.stalled = False
+
+    def answer() -> bytes:
+        sock.settimeout(TIMEOUT)
+        return sock.recv(4096)
+
+    assert (await in_thread(answer)).startswith(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n")
 
 
 async def test_rtsp_drop_and_restart(rtsps: RtspService, sockets: list[socket.socket]) -> None:

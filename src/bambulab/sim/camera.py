@@ -134,6 +134,7 @@ class _TlsServer(Service, abc.ABC):
         self._stalled = False
         self._unstalled = asyncio.Event()
         self._unstalled.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- Service API
 
@@ -182,6 +183,7 @@ class _TlsServer(Service, abc.ABC):
     async def _listen(self) -> None:
         # asyncio primitives bind to the loop that first waits on them: make fresh ones, so a
         # service can be started again under another event loop.
+        self._loop = asyncio.get_running_loop()
         self._unstalled = asyncio.Event()
         if not self._stalled:
             self._unstalled.set()
@@ -222,13 +224,27 @@ class _TlsServer(Service, abc.ABC):
     def stalled(self) -> bool:
         """Fault injection: while True, connections stay open but nothing is sent.
 
-        Set it from the event loop's thread.
+        New connections still complete the TLS handshake; then nothing more is answered (a
+        JPEG viewer gets no frames, a bad login is not closed, RTSP requests get no reply) until
+        the stall ends. Safe to set from any thread.
         """
         return self._stalled
 
     @stalled.setter
     def stalled(self, value: bool) -> None:
         self._stalled = bool(value)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:  # set from another thread: wake waiters on the service's loop
+                loop.call_soon_threadsafe(self._sync_stall)
+                return
+        self._sync_stall()
+
+    def _sync_stall(self) -> None:
         if self._stalled:
             self._unstalled.clear()
         else:
