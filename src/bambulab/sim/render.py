@@ -325,12 +325,12 @@ def _draw_scene(img: Image.Image, info: FrameInfo) -> None:
     part_h = round(full_h * frac)
     top_y = base_y - part_h
 
-    # Shadow on the plate under the part.
-    draw.ellipse(
-        [cx - pw * 0.62, base_y - depth * 0.9, cx + pw * 0.62, base_y + depth * 0.5],
-        fill=_shade((50, 45, 36), dim),
-    )
     if part_h > 0:
+        # shadow on the plate under the part
+        draw.ellipse(
+            [cx - pw * 0.62, base_y - depth * 0.9, cx + pw * 0.62, base_y + depth * 0.5],
+            fill=_shade((50, 45, 36), dim),
+        )
         colour = info.part_colour
         front = _shade(colour, 0.78 * dim)
         top = _shade(colour, 1.08 * dim)
