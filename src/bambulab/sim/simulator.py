@@ -133,7 +133,10 @@ class Simulator:
         cfg = PrinterConfig.from_dict({**base.to_dict(include_secrets=True), **overrides})
         if cfg.seed is None and self._seed is not None:
             cfg.seed = self._rng.randrange(2**31)
-        model_by_code(cfg.model)  # clear error for an unknown model before anything starts
+        try:
+            model_by_code(cfg.model)  # a clear error for an unknown model, before anything starts
+        except KeyError as exc:
+            raise SimulatorError(str(exc.args[0])) from None
         cfg = cfg.filled(len(self._printers))
         if cfg.serial in self._printers:
             raise SimulatorError(f"a virtual printer with serial {cfg.serial} already exists")
