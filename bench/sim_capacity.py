@@ -1,7 +1,7 @@
 """How many virtual printers one process hosts, and what each costs.
 
 For each farm size N this starts ``bambu sim --printers N`` in its own process (one report per
-second per printer), connects one TLS MQTT subscriber to every printer from this process (a
+second per printer, every printer printing), connects one TLS MQTT subscriber to every printer from this process (a
 minimal asyncio MQTT 3.1.1 reader, so the load generator is not the bottleneck), and measures
 over a fixed window:
 
@@ -122,20 +122,18 @@ async def subscriber(printer: dict[str, object], ctx: ssl.SSLContext, counter: C
 
 
 async def measure(size: int, window: float, models: str) -> dict[str, float]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bambulab.cli.main", "sim", "--printers", str(size), "--models", models,
-         "--json", "--duration", str(window + 120), "--seed", "7"],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bambulab.cli.main", "sim", "--printers", str(size), "--models", models,
+        "--json", "--duration", str(window + 120), "--seed", "7", "--demo-all",
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
     )
     try:
         assert proc.stdout is not None
         t0 = time.monotonic()
         printers = []
-        loop = asyncio.get_running_loop()
         while len(printers) < size:
-            line = await loop.run_in_executor(None, proc.stdout.readline)
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=300)
             if not line:
                 raise RuntimeError("simulator exited early")
             printers.append(json.loads(line))
@@ -147,8 +145,8 @@ async def measure(size: int, window: float, models: str) -> dict[str, float]:
         counter, stop = Counter(), asyncio.Event()
         tasks = [asyncio.create_task(subscriber(p, ctx, counter, stop)) for p in printers]
         deadline = time.monotonic() + 60
-        while counter.connected + counter.failed < size and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        while counter.connected + counter.failed < size and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)  # polling a counter that many tasks update
         await asyncio.sleep(2.0)  # settle: pushall answers and first deltas
         cpu0, reports0, w0 = proc_cpu_seconds(proc.pid), counter.reports, time.monotonic()
         await asyncio.sleep(window)
@@ -168,11 +166,13 @@ async def measure(size: int, window: float, models: str) -> dict[str, float]:
             "rss_idle_mib": rss_idle / 2**20,
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 def main() -> None:

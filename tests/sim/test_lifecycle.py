@@ -228,7 +228,7 @@ def test_go_offline_and_come_back_on_the_same_ports(simthread: SimThread, connec
     simthread.call(printer.go_offline())
     assert client.disconnected.wait(5)
     for port in ports:
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             socket.create_connection((printer.host, port), timeout=2).close()
     simthread.call(printer.come_online())
     assert (printer.mqtt.port, printer.ftps.port, printer.camera.port) == ports  # type: ignore[union-attr]

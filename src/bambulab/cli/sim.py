@@ -43,6 +43,18 @@ def _parse_quirks(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _raise_fd_limit() -> None:
+    """Each printer holds several sockets; lift the soft descriptor limit to the hard one."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _status_line(printer: Any) -> str:
     dyn = printer.dynamic
     job = dyn.job
@@ -73,6 +85,7 @@ def _status_line(printer: Any) -> str:
 @click.option("--time-scale", default=1.0, show_default=True, type=float,
               help="Simulated seconds per real second (60: a one-hour print takes a minute).")
 @click.option("--demo", is_flag=True, help="Start a print on the first printer so there is something to watch.")
+@click.option("--demo-all", is_flag=True, help="Start a print on every printer (a busy farm).")
 @click.option("--quirk", "quirks", multiple=True, metavar="KEY=VALUE",
               help="Quirk switch for every printer, e.g. auth_mode=enforced, max_clients=2, "
                    "delta_mode=full_always, result_upper=true.")
@@ -91,6 +104,7 @@ def sim(
     standard_ports: bool,
     time_scale: float,
     demo: bool,
+    demo_all: bool,
     quirks: tuple[str, ...],
     ssdp_target: str | None,
     ssdp_listen: str | None,
@@ -111,7 +125,7 @@ def sim(
     asyncio.run(
         _run(
             count=count, models=model_list, host=host, standard_ports=standard_ports,
-            time_scale=time_scale, demo=demo, quirks=_parse_quirks(quirks),
+            time_scale=time_scale, demo=demo, demo_all=demo_all, quirks=_parse_quirks(quirks),
             ssdp_target=_parse_hostport(ssdp_target), ssdp_listen=_parse_hostport(ssdp_listen),
             write_ca=write_ca, seed=seed, duration=duration, as_json=as_json,
             watch=not (as_json or no_watch),
@@ -127,6 +141,7 @@ async def _run(
     standard_ports: bool,
     time_scale: float,
     demo: bool,
+    demo_all: bool,
     quirks: dict[str, Any],
     ssdp_target: tuple[str, int] | None,
     ssdp_listen: tuple[str, int] | None,
@@ -139,6 +154,7 @@ async def _run(
     from bambulab.protocol.models import CameraKind, model_by_code
     from bambulab.sim.simulator import Simulator
 
+    _raise_fd_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -176,12 +192,13 @@ async def _run(
                 )
         sys.stdout.flush()
 
-        if demo and printers:
+        if (demo or demo_all) and printers:
             from bambulab.sim.demo import demo_project
 
-            first = printers[0]
-            first.put_file("demo.gcode.3mf", demo_project())
-            await first.start_print("demo.gcode.3mf")
+            project = demo_project()
+            for printer in printers if demo_all else printers[:1]:
+                printer.put_file("demo.gcode.3mf", project)
+                await printer.start_print("demo.gcode.3mf")
 
         deadline = loop.time() + duration if duration else None
         while not stop.is_set():

@@ -35,7 +35,24 @@ _EXPORTS = {
     "Tray": "state",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AmsUnit",
+    "AuthMode",
+    "DeltaMode",
+    "Dynamic",
+    "Heater",
+    "HmsEntry",
+    "Job",
+    "LeafCertificate",
+    "MaxClientsMode",
+    "PrinterConfig",
+    "PrinterEngine",
+    "Quirks",
+    "SimCA",
+    "Simulator",
+    "Tray",
+    "VirtualPrinter",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -146,8 +146,7 @@ class VirtualPrinter:
         started: list[Any] = []
         try:
             for service in self._services():
-                if service is self.camera and self._model.camera is CameraKind.RTSP and not self.dynamic.lan_liveview:
-                    continue  # port 322 is closed while LAN liveview is off
+                # RtspService keeps its port closed while LAN liveview is off and opens it when it turns on.
                 await service.start()
                 started.append(service)
         except BaseException:
