@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import timedelta
 from typing import Any
@@ -317,7 +318,7 @@ def test_unpack_temperature(value: object, expected: tuple[float | None, float |
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("0", 0), ("1", 10), ("4", 30), ("7", 50), ("10", 70), ("15", 100), (15, 100), (6, 40), ("16", None),
-     ("-1", None), ("abc", None), ("", None), (None, None), (True, None), (7.0, 50), (7.5, None)],
+     ("-1", None), ("abc", None), ("", None), (None, None), (True, 10), (7.0, 50), (7.5, None)],
 )
 def test_fan_percent(value: object, expected: int | None) -> None:
     assert fan_percent(value) == expected
@@ -624,3 +625,76 @@ def test_views_of_merged_arbitrary_reports_never_raise(reports: list[Any]) -> No
     for report in reports:
         state = merge(state, {"print": report} if isinstance(report, dict) else report)
     json.dumps(PrinterStatus(state).to_dict())
+
+
+# --------------------------------------------------------------------------- reuse of the previous status
+
+
+def _decode_all(view: PrinterStatus) -> dict[str, Any]:
+    return view.to_dict()
+
+
+def test_previous_status_reuses_unchanged_ams_units_and_spools() -> None:
+    fx = x1c_multi_ams()
+    state = merge(merge(None, fx.report), fx.version)
+    first = PrinterStatus(state)
+    _decode_all(first)
+    # A delta that touches one tray of unit 1 and nothing else of the AMS.
+    state2 = merge(state, {"print": {"command": "push_status", "msg": 1,
+                                     "ams": {"ams": [{"id": "0"}, {"id": "1", "tray": [{"id": "2", "state": 8}]},
+                                                     {"id": "2"}, {"id": "128"}]}}})
+    second = PrinterStatus(state2, previous=first)
+    assert second.to_dict() == PrinterStatus(state2).to_dict()
+    assert second.ams.units[0] is first.ams.units[0]  # equal wire unit: reused
+    assert second.ams.units[1] is not first.ams.units[1]  # changed: decoded again
+    assert second.ams.units[1].trays[2].is_empty
+    assert second.external_spools is first.external_spools
+    # A full push brings new, equal objects: still reused.
+    third = PrinterStatus(merge(state2, copy.deepcopy(fx.report)), previous=second)
+    assert third.ams.units[0] is first.ams.units[0]
+    assert not third.ams.units[1].trays[2].is_empty
+
+
+def test_previous_status_with_another_model_or_version_is_not_reused() -> None:
+    fx = a1_with_ams_lite()
+    state = merge(None, fx.report)
+    first = PrinterStatus(state, model_by_code("A1"))
+    _decode_all(first)
+    other_model = PrinterStatus(state, model_by_code("P1S"), previous=first)
+    assert other_model.ams.units[0].kind is AmsKind.AMS
+    with_version = PrinterStatus(merge(state, fx.version), model_by_code("A1"), previous=first)
+    assert with_version.ams.units[0] is not first.ams.units[0]
+
+
+@pytest.mark.parametrize(("old", "new"), [(1, True), (True, 1), (1, 1.0), (0, False), (2**60, 2.0**60), (3, 3.0)])
+def test_reuse_by_equality_holds_for_equal_numbers_of_other_types(old: object, new: object) -> None:
+    # Python says 1 == True == 1.0, so reuse by equality is only right if decoding agrees.
+    def state_with(value: object) -> JSON:
+        wire = {"id": value, "humidity": value, "temp": value, "info": value, "dry_time": value,
+                "tray": [{"id": value, "state": value, "remain": value, "tray_weight": value, "k": value,
+                          "tray_diameter": value, "nozzle_temp_min": value}]}
+        return {"print": {"ams": {"ams": [wire]}, "vt_tray": {"id": value, "remain": value}}}
+
+    first = PrinterStatus(state_with(old))
+    first.to_dict()
+    reused = PrinterStatus(state_with(new), previous=first)
+    assert reused.to_dict() == PrinterStatus(state_with(new)).to_dict()
+    assert reused.ams.units[0] is first.ams.units[0]
+
+
+def test_previous_status_that_decoded_nothing_is_harmless() -> None:
+    fx = h2d()
+    state = merge(None, fx.report)
+    assert PrinterStatus(state, previous=PrinterStatus(state)).to_dict() == PrinterStatus(state).to_dict()
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=_JSON, second=_JSON, model=st.sampled_from([None, *MODELS]))
+def test_reuse_never_changes_the_result(first: Any, second: Any, model: Any) -> None:
+    fx = x1c_multi_ams()
+    base = merge(None, fx.report)
+    s1 = merge(base, {"print": first} if isinstance(first, dict) else first)
+    s2 = merge(s1, {"print": second} if isinstance(second, dict) else second)
+    before = PrinterStatus(s1, model)
+    _decode_all(before)
+    assert PrinterStatus(s2, model, previous=before).to_dict() == PrinterStatus(s2, model).to_dict()

@@ -121,23 +121,20 @@ def merge(state: Mapping[str, Any] | None, report: object) -> dict[str, Any]:
 
 
 def _merge_dict(old: dict[str, Any], delta: dict[str, Any], rules: _Rules | None, depth: int) -> dict[str, Any]:
-    out = dict(old)
+    out = old.copy()
+    out.update(delta)  # scalars and plain lists replace; objects and by-id lists are fixed up below
     for key, value in delta.items():
-        rule = rules.get(key) if rules is not None and isinstance(key, str) else None
         if isinstance(value, dict):
-            previous = out.get(key)
+            previous = old.get(key)
             if isinstance(previous, dict) and depth < _MAX_DEPTH:
+                rule = rules.get(key) if rules is not None else None
                 out[key] = _merge_dict(previous, value, rule if isinstance(rule, Mapping) else None, depth + 1)
-            else:
-                out[key] = value
-        elif isinstance(value, list) and isinstance(rule, _ById):
-            previous = out.get(key)
-            if isinstance(previous, list) and depth < _MAX_DEPTH:
-                out[key] = _merge_by_id(previous, value, rule, depth + 1)
-            else:
-                out[key] = value
-        else:
-            out[key] = value
+        elif rules is not None and isinstance(value, list):
+            rule = rules.get(key)
+            if isinstance(rule, _ById):
+                previous = old.get(key)
+                if isinstance(previous, list) and depth < _MAX_DEPTH:
+                    out[key] = _merge_by_id(previous, value, rule, depth + 1)
     return out
 
 

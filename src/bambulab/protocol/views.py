@@ -26,10 +26,10 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -82,12 +82,17 @@ def _path(root: Mapping[str, Any], *keys: str) -> object:
     return value
 
 
+# Numbers are read by value: an int, an integral float and a bool that compare equal decode the
+# same (True is 1). Garbage either way, but it keeps decoding a function of ``==``-equality,
+# which is what lets PrinterStatus reuse views of equal wire objects (``previous=``).
+
+
 def _int(value: object) -> int | None:
     """An int from an int, an integral finite float or a decimal string (``"5"``, ``"26.0"``)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    if type(value) is int:
         return value
+    if isinstance(value, int):  # bool
+        return int(value)
     if isinstance(value, float):
         return int(value) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str) and 0 < len(value) <= 24:
@@ -100,12 +105,13 @@ def _int(value: object) -> int | None:
 
 
 def _float(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return float(value) if abs(value) < 1 << 53 else None
-    if isinstance(value, float):
+    if type(value) is float:
         return value if math.isfinite(value) else None
+    if isinstance(value, int):  # int or bool
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, str) and 0 < len(value) <= 32:
         try:
             number = float(value)
@@ -116,17 +122,16 @@ def _float(value: object) -> float | None:
 
 
 def _hex(value: object) -> int | None:
-    """A bit field sent as a hex string (``"1001"``, ``"7A58000"``) or as an int."""
-    if isinstance(value, bool):
+    """A bit field sent as a hex string (``"1001"``, ``"7A58000"``) or as a number."""
+    if isinstance(value, str):
+        if 0 < len(value) <= 32:
+            try:
+                return int(value, 16)
+            except ValueError:
+                return None
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and 0 < len(value) <= 32:
-        try:
-            return int(value, 16)
-        except ValueError:
-            return None
-    return None
+    number = _int(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _text(value: object) -> str | None:
@@ -155,6 +160,16 @@ def _minutes(value: object) -> timedelta | None:
     if number is None or not 0 <= number <= _MAX_MINUTES:
         return None
     return timedelta(minutes=number)
+
+
+def _same(a: object, b: object) -> bool:
+    """Identity or equality of two wire objects (equality of pathologically deep ones: no)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except RecursionError:
+        return False
 
 
 def _percent(value: object) -> int | None:
@@ -538,15 +553,14 @@ _AMS_STATUS_NAMES: Final = MappingProxyType(
         0x20: "debug",
     }
 )
+_HEX_COLOR: Final = re.compile(r"[0-9A-Fa-f]{6}(?:[0-9A-Fa-f]{2})?")
 _NO_TRAY: Final = 255
 _EXTERNAL_TRAY: Final = 254
 
 
 def _color(value: object) -> tuple[str | None, int | None]:
     """``"RRGGBBAA"`` → ``("#RRGGBB", alpha)``; six digits read as opaque."""
-    if not isinstance(value, str) or len(value) not in (6, 8):
-        return None, None
-    if not all(c in "0123456789abcdefABCDEF" for c in value):
+    if not isinstance(value, str) or _HEX_COLOR.fullmatch(value) is None:
         return None, None
     alpha = int(value[6:8], 16) if len(value) == 8 else 255
     return "#" + value[:6].upper(), alpha
@@ -586,8 +600,8 @@ class Tray:
     @classmethod
     def from_wire(cls, t: Mapping[str, Any], unit_id: int | None) -> Tray:
         raw_id = t.get("id")
-        ident = raw_id if isinstance(raw_id, str) else (str(raw_id) if _int(raw_id) is not None else None)
         number = _int(raw_id)
+        ident = raw_id if isinstance(raw_id, str) else (str(number) if number is not None else None)
         if unit_id is None:
             slot, index = None, number
         else:
@@ -706,7 +720,16 @@ class AmsStatus:
         return unit.tray(slot) if unit is not None else None
 
     @classmethod
-    def from_print(cls, p: Mapping[str, Any], info: Mapping[str, Any], model: PrinterModel | None) -> AmsStatus:
+    def from_print(
+        cls,
+        p: Mapping[str, Any],
+        info: Mapping[str, Any],
+        model: PrinterModel | None,
+        reuse: Sequence[tuple[object, AmsUnit]] = (),
+    ) -> AmsStatus:
+        """Decode ``p["ams"]``. ``reuse`` pairs earlier wire units with their decoded views: a unit
+        equal to the one at the same position is not decoded again (same model and get_version
+        assumed)."""
         ams = _map(p.get("ams"))
         module_kinds: dict[int, AmsKind] = {}
         for module in _seq(info.get("module")):
@@ -719,10 +742,17 @@ class AmsStatus:
                     break
         status = _int(p.get("ams_status"))
         main = (status >> 8) & 0xFF if status is not None and status >= 0 else None
+        units: list[AmsUnit] = []
+        for wire in _seq(ams.get("ams")):
+            if not isinstance(wire, Mapping):
+                continue
+            index = len(units)
+            if index < len(reuse) and _same(reuse[index][0], wire):
+                units.append(reuse[index][1])
+            else:
+                units.append(AmsUnit.from_wire(wire, module_kinds, model))
         return cls(
-            units=tuple(
-                AmsUnit.from_wire(u, module_kinds, model) for u in _seq(ams.get("ams")) if isinstance(u, Mapping)
-            ),
+            units=tuple(units),
             tray_now=_int(ams.get("tray_now")),
             tray_previous=_int(ams.get("tray_pre")),
             tray_target=_int(ams.get("tray_tar")),
@@ -738,18 +768,29 @@ _SD_STATES: Final = ("none", "normal", "abnormal", "read_only")
 _DOOR_BIT: Final = 1 << 23
 
 
+_PLAIN_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: object) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, HmsMessage):
-            out["code_id"] = value.code_id
+    """Views → JSON-ready data. Ordered by frequency: this runs for every field of every view."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is tuple or kind is list:
+        return [v if type(v) in _PLAIN_TYPES else _jsonable(v) for v in value]  # type: ignore[attr-defined]
+    fields = getattr(kind, "__dataclass_fields__", None)
+    if fields is not None:
+        out = {}
+        for name in fields:
+            field_value = getattr(value, name)
+            out[name] = field_value if type(field_value) in _PLAIN_TYPES else _jsonable(field_value)
+        if kind is HmsMessage:
+            out["code_id"] = value.code_id  # type: ignore[attr-defined]
         return out
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, timedelta):
         return int(value.total_seconds())
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return value
@@ -762,13 +803,35 @@ class PrinterStatus:
     pass it when you know it (from SSDP, the cloud or configuration): chamber temperature, door
     and AMS kind depend on it. Every attribute is computed on first access and cached; the view
     reflects the state it was built from, so build a new one after each merge.
+
+    ``previous``, the status of the same printer before the merge, lets the AMS units and the
+    external spools that did not change (same object, or equal) be reused instead of decoded
+    again: the AMS is most of the decoding work and rarely changes. It applies when both have
+    the same ``model`` argument and the same ``state["info"]`` object (merge keeps it until a new
+    get_version reply). Only decoded views and wire objects of that one status are kept, never
+    the status itself, so chains do not grow.
     """
 
-    def __init__(self, state: Mapping[str, Any] | None, model: PrinterModel | None = None) -> None:
+    def __init__(
+        self,
+        state: Mapping[str, Any] | None,
+        model: PrinterModel | None = None,
+        *,
+        previous: PrinterStatus | None = None,
+    ) -> None:
         self._state: Mapping[str, Any] = state if isinstance(state, Mapping) else _EMPTY
         self._print = _map(self._state.get("print"))
         self._info = _map(self._state.get("info"))
         self._model_arg = model
+        self._reuse_ams: tuple[object, AmsStatus] | None = None
+        self._reuse_spools: tuple[object, object, tuple[Tray, ...]] | None = None
+        if previous is not None and previous._model_arg is model and previous._info is self._info:
+            decoded = previous.__dict__  # what cached_property has computed so far
+            if "ams" in decoded:
+                self._reuse_ams = (previous._print.get("ams"), decoded["ams"])
+            if "external_spools" in decoded:
+                old = previous._print
+                self._reuse_spools = (old.get("vir_slot"), old.get("vt_tray"), decoded["external_spools"])
 
     def __repr__(self) -> str:
         name = self.model.name if self.model is not None else "unknown model"
@@ -853,11 +916,22 @@ class PrinterStatus:
 
     @cached_property
     def ams(self) -> AmsStatus:
-        return AmsStatus.from_print(self._print, self._info, self.model)
+        reuse: list[tuple[object, AmsUnit]] = []
+        if self._reuse_ams is not None:
+            old_wire, old_status = self._reuse_ams
+            self._reuse_ams = None
+            old_units = [u for u in _seq(_map(old_wire).get("ams")) if isinstance(u, Mapping)]
+            reuse = list(zip(old_units, old_status.units, strict=False))
+        return AmsStatus.from_print(self._print, self._info, self.model, reuse)
 
     @cached_property
     def external_spools(self) -> tuple[Tray, ...]:
         """``vir_slot`` entries (newer firmware, ids 254/255), else the single ``vt_tray``."""
+        if self._reuse_spools is not None:
+            old_vir, old_vt, old_spools = self._reuse_spools
+            self._reuse_spools = None
+            if _same(old_vir, self._print.get("vir_slot")) and _same(old_vt, self._print.get("vt_tray")):
+                return old_spools
         spools = [Tray.from_wire(v, None) for v in _seq(self._print.get("vir_slot")) if isinstance(v, Mapping)]
         if not spools:
             vt = self._print.get("vt_tray")
