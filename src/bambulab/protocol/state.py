@@ -61,14 +61,13 @@ class _ById:
 
 _Rules = Mapping[str, "_Rules | _ById"]
 
-_TRAYS = _ById(keep_missing=True)
-_FIXED_SLOTS = _ById(keep_missing=True)
+_KEEP_MISSING = _ById(keep_missing=True)
 
 #: Where inside ``print`` lists are merged by id instead of replaced.
 _PRINT_RULES: _Rules = {
-    "ams": {"ams": _ById(keep_missing=False, item_rules={"tray": _TRAYS})},
-    "vir_slot": _FIXED_SLOTS,
-    "device": {"extruder": {"info": _FIXED_SLOTS}, "nozzle": {"info": _FIXED_SLOTS}},
+    "ams": {"ams": _ById(keep_missing=False, item_rules={"tray": _KEEP_MISSING})},
+    "vir_slot": _KEEP_MISSING,
+    "device": {"extruder": {"info": _KEEP_MISSING}, "nozzle": {"info": _KEEP_MISSING}},
 }
 
 

@@ -20,8 +20,9 @@ Decisions worth knowing:
   ``stat`` has bit 23 set while ``home_flag`` has it clear, so ``stat`` is not used on X1.
   Models without a door sensor, and an unknown model, read ``None``.
 * The active tray comes from ``ams.tray_now`` on single-extruder printers and from the current
-  extruder's ``device.extruder.info[].snow`` (bits 8-15 AMS id, 0-7 slot) on two-extruder ones,
-  where ``tray_now`` holds only the slot.
+  extruder's ``device.extruder.info[].snow`` (bits 8-15 AMS id, 0-7 slot) on two-extruder ones:
+  in the H2D capture ``tray_now`` is "3" while ``snow`` says AMS 1 slot 3, so ``tray_now`` does
+  not name the unit there.
 """
 
 from __future__ import annotations
