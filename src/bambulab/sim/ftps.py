@@ -21,10 +21,12 @@ Uploads
     only when the upload completed. A refused data connection (no session reuse), an aborted
     transfer or a dropped session leaves the previous file, if any, untouched and no partial
     file behind. (Plain pyftpdlib, and by our reading vsftpd too, open the target before the data
-    connection exists, so a refused upload used to leave an empty or truncated file.) After the
-    rename, and before the ``226`` reply goes out, ``on_upload`` is called **on the hub thread**
-    with the path relative to the FTP root (``"cache/plate.gcode.3mf"``): keep it short and
-    thread-safe, for example ``loop.call_soon_threadsafe(...)``.
+    connection exists, so a refused upload used to leave an empty or truncated file.) A data
+    connection reset mid-upload is answered ``426 Failure reading network stream.`` and keeps
+    what arrived, as vsftpd does. After the rename of a complete upload, and before the ``226``
+    reply goes out, ``on_upload`` is called **on the hub thread** with the path relative to the
+    FTP root (``"cache/plate.gcode.3mf"``): keep it short and thread-safe, for example
+    ``loop.call_soon_threadsafe(...)``.
 
 Access codes are never logged: the password check reads ``handle.access_code`` at login time
 and nothing stores or prints the password.
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import hmac
 import logging
@@ -57,8 +60,9 @@ from OpenSSL import SSL
 with warnings.catch_warnings():
     # pyftpdlib imports the stdlib asyncore/asynchat, deprecated since Python 3.6.
     warnings.simplefilter("ignore", DeprecationWarning)
+    from pyftpdlib.exceptions import _RetryError
     from pyftpdlib.filesystems import AbstractedFS
-    from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+    from pyftpdlib.handlers import DTPHandler, TLS_DTPHandler, TLS_FTPHandler
     from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
     from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.log import logger as _pyftpdlib_logger
@@ -107,6 +111,8 @@ _MAX_POLL = 5.0  # seconds the hub waits at most in one poll
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _SIX_MONTHS = 182 * 24 * 3600
 _OWNER = "1000"  # printers list numeric owner and group 1000 (vsftpd without user-name lookups)
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT})
+_DISCONNECT_ERRNOS = _RESET_ERRNOS | {errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF}
 
 
 # --------------------------------------------------------------------------- TLS session reuse
@@ -167,7 +173,10 @@ def _ssl_context(cert_file: str, key_file: str, max_version: ssl.TLSVersion | No
             ctx.set_max_proto_version(_TLS_VERSIONS[max_version])
         except KeyError:
             raise ValueError(f"unsupported tls_max_version {max_version!r} (use TLSv1_2 or TLSv1_3)") from None
-    ctx.set_options(SSL.OP_NO_COMPRESSION)
+    # A peer closing without close_notify is an ordinary end of stream (as with the OpenSSL 1.1
+    # on printers). Without this OpenSSL 3 answers with a fatal alert, which turns the client's
+    # FIN into a reset and a clean upload into a "426".
+    ctx.set_options(SSL.OP_NO_COMPRESSION | getattr(SSL, "OP_IGNORE_UNEXPECTED_EOF", 0))
     ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     ctx.use_certificate_chain_file(cert_file)
     ctx.use_privatekey_file(key_file)
@@ -366,6 +375,21 @@ def _thaw(disp: Any) -> None:
     disp._wanted_io_events, disp._current_io_events = saved
 
 
+_TCP_CLOSE = 7  # Linux tcp_states.h
+
+
+def _peer_reset(conn: Any) -> bool:
+    """Whether the peer reset the TCP connection (Linux ``TCP_INFO``; False when unknown)."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return False
+    try:
+        info = conn.getsockopt(socket.IPPROTO_TCP, option, 8)
+    except (OSError, ValueError, TypeError):
+        return False
+    return bool(info) and info[0] == _TCP_CLOSE
+
+
 def _level(logfun: Any) -> int:
     if logfun in (_pyftpdlib_logger.warning, _pyftpdlib_logger.error, _pyftpdlib_logger.critical):
         return logging.WARNING
@@ -470,6 +494,64 @@ class _DataHandler(TLS_DTPHandler):
             return
         super().handle_timeout()
 
+    def handle_failed_ssl_handshake(self) -> None:
+        if self._initialized:  # a transfer was waiting for this connection: say it failed
+            super().handle_failed_ssl_handshake()
+        else:  # e.g. ftplib closing the data socket after a 550: nothing to report
+            self.close()
+
+    def recv(self, buffer_size: int) -> bytes:
+        """Read upload data; a reset or TLS error mid-upload fails it with vsftpd's ``426``.
+
+        pyftpdlib takes every way a data connection can end as the end of the file (``226``).
+        vsftpd answers ``426 Failure reading network stream.`` when the read fails, keeping what
+        it had written. The usual cause is a TLS 1.3 client that closes the data socket without
+        reading the server's session ticket: its kernel then sends a reset (and may drop data it
+        had not sent yet). Real printers show the same "426 after STOR" quirk.
+        """
+        if not self.receive or not self._ssl_established:
+            return bytes(super().recv(buffer_size))
+        try:
+            data: bytes = self.socket.recv(buffer_size)
+        except SSL.WantReadError as err:
+            self._ssl_want_read = True
+            raise _RetryError from err
+        except SSL.WantWriteError as err:
+            self._ssl_want_write = True
+            raise _RetryError from err
+        except SSL.ZeroReturnError:  # close_notify, or a FIN (OP_IGNORE_UNEXPECTED_EOF)
+            self._end_of_upload()
+            return b""
+        except SSL.SysCallError as err:
+            code, text = (*err.args, None, None)[:2]
+            if code in _RESET_ERRNOS:
+                self._upload_failed()
+            elif code in _DISCONNECT_ERRNOS or text == "Unexpected EOF":  # no close_notify
+                self._end_of_upload()
+            else:
+                raise
+            return b""
+        except SSL.Error:
+            self._upload_failed()
+            return b""
+        if not data:
+            self._end_of_upload()
+        return data
+
+    def _end_of_upload(self) -> None:
+        # The errno of a reset is sometimes lost on the way up through OpenSSL ("Unexpected EOF"),
+        # so ask the kernel: a FIN leaves the socket in CLOSE_WAIT, a reset in CLOSE.
+        if _peer_reset(self.socket):
+            self._upload_failed()
+        else:
+            DTPHandler.handle_close(self)
+
+    def _upload_failed(self) -> None:
+        self.transfer_finished = True  # keep what arrived, as vsftpd does, but say it failed
+        self._sim_failed = True
+        self._resp = ("426 Failure reading network stream.", _pyftpdlib_logger.warning)
+        self.close()
+
     def close(self) -> None:
         if (
             not self._closed
@@ -481,7 +563,8 @@ class _DataHandler(TLS_DTPHandler):
             # Put the upload in place (and tell the printer) before the 226 reply goes out, so a
             # client that acts on the 226 always finds the file.
             self.file_obj.close()
-            if not self.cmd_channel.commit_upload(self.file_obj.name):
+            notify = not getattr(self, "_sim_failed", False)
+            if not self.cmd_channel.commit_upload(self.file_obj.name, notify=notify):
                 self._resp = ("451 Failure writing to local file.", _pyftpdlib_logger.warning)
         super().close()
 
@@ -518,6 +601,7 @@ class _ControlHandler(TLS_FTPHandler):
         self._greeted = False
         super().__init__(conn, server, ioloop)
         self.ssl_context = self.settings.ssl_context
+        self._current_type = "i"  # vsftpd never rewrites line ends, whatever TYPE says
 
     @classmethod
     def get_ssl_context(cls) -> Any:
@@ -540,7 +624,11 @@ class _ControlHandler(TLS_FTPHandler):
         if self.sim_server.stalled:  # a stalled printer does not time anybody out either
             self._idler = self.ioloop.call_later(self.timeout, self.handle_timeout, _errback=self.handle_error)
             return
-        super().handle_timeout()
+        if self._ssl_accepting:  # no TLS yet: nothing can be said
+            self.abort()
+            return
+        self.respond("421 Timeout.", logfun=_pyftpdlib_logger.info)  # vsftpd's idle_session_timeout
+        self.close_when_done()
 
     def set_frozen(self, frozen: bool) -> None:
         for disp in (self, self.data_channel, self._dtp_acceptor):
@@ -758,7 +846,7 @@ class _ControlHandler(TLS_FTPHandler):
         self._uploads[tmp] = final
         return fh
 
-    def commit_upload(self, tmp: str) -> bool:
+    def commit_upload(self, tmp: str, *, notify: bool = True) -> bool:
         final = self._uploads.pop(tmp, None)
         if final is None:
             return False
@@ -769,7 +857,8 @@ class _ControlHandler(TLS_FTPHandler):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             return False
-        self.settings.uploaded(os.path.relpath(final, self.settings.root).replace(os.sep, "/"))
+        if notify:
+            self.settings.uploaded(os.path.relpath(final, self.settings.root).replace(os.sep, "/"))
         return True
 
     def discard_upload(self, tmp: str) -> None:
