@@ -1,18 +1,109 @@
 """The exception tree. Every error the library raises derives from :class:`BambuError`.
 
-Messages never contain access codes or tokens.
+Branches are what a caller can act on: reconnect (:class:`BambuConnectionError`), fix the
+credentials (:class:`AuthenticationError`), wait (:class:`RateLimitedError`), turn on Developer
+Mode (:class:`SignatureRequiredError`). Messages never contain access codes or tokens.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
+    "BambuConnectionError",
     "BambuError",
+    "BambuTimeoutError",
+    "CloudError",
+    "CloudflareBlockedError",
+    "CommandFailedError",
+    "FileTransferError",
+    "NotConnectedError",
+    "RateLimitedError",
+    "SessionReuseError",
+    "SignatureRequiredError",
     "SimulatorError",
+    "TokenExpiredError",
+    "UnsupportedError",
 ]
 
 
 class BambuError(Exception):
     """Root of every error raised by bambulab."""
+
+
+class BambuConnectionError(BambuError, ConnectionError):
+    """The printer or the cloud could not be reached, or the connection was lost."""
+
+
+class NotConnectedError(BambuConnectionError):
+    """The client is not connected (never connected, closed, or waiting to reconnect)."""
+
+
+class BambuTimeoutError(BambuError, TimeoutError):
+    """No answer in time: a command without acknowledgement, a stalled connection."""
+
+
+class AuthenticationError(BambuError):
+    """Wrong access code, user name, password or token. Retrying with the same values won't help."""
+
+
+class TokenExpiredError(AuthenticationError):
+    """The cloud access token has expired or was revoked: log in again."""
+
+
+class CommandFailedError(BambuError):
+    """The printer acknowledged a command with a failure.
+
+    ``reason`` is the printer's text, ``code`` its ``err_code``/``errno`` when it sent one.
+    """
+
+    def __init__(self, message: str, *, command: str = "", reason: str = "", code: int | None = None) -> None:
+        super().__init__(message)
+        self.command = command
+        self.reason = reason
+        self.code = code
+
+
+class SignatureRequiredError(CommandFailedError):
+    """The printer requires signed commands (authorization-control firmware, Developer Mode off)."""
+
+    ADVICE = (
+        "The printer's firmware only accepts signed control commands while Developer Mode is off. "
+        "On the printer's screen enable LAN Only Mode, then Developer Mode, and try again. "
+        "Reading status, lights and camera settings keep working without it."
+    )
+
+
+class FileTransferError(BambuError):
+    """An FTPS transfer failed (missing file, full storage, verification mismatch)."""
+
+
+class SessionReuseError(FileTransferError):
+    """The printer refused a data connection that did not resume the TLS session (FTP 522)."""
+
+
+class CloudError(BambuError):
+    """The Bambu cloud answered with an error. ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RateLimitedError(CloudError):
+    """Too many requests (HTTP 429). ``retry_after`` is in seconds when the server said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class CloudflareBlockedError(CloudError):
+    """Cloudflare, in front of the Bambu cloud, blocked the request (a 403 challenge page)."""
+
+
+class UnsupportedError(BambuError):
+    """The printer model or firmware does not support this operation."""
 
 
 class SimulatorError(BambuError):
