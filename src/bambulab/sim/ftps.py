@@ -335,7 +335,9 @@ class FtpsHub:
                 self._run_jobs(loop)
                 with self._lock:
                     if not self._jobs and not self._servers:
+                        # From here on a submit() starts a fresh thread with its own loop.
                         self._thread = None
+                        self._thread_id = None
                         self._wake = None
                         return
                 try:
@@ -344,7 +346,11 @@ class FtpsHub:
                 except Exception:  # never let one bad callback kill every printer's FTPS
                     _log.exception("FTPS hub: error in the IO loop")
         finally:
-            self._thread_id = None
+            with self._lock:
+                if self._thread is threading.current_thread():  # only on an unexpected exit
+                    self._thread = None
+                    self._thread_id = None
+                    self._wake = None
             with contextlib.suppress(Exception):
                 loop.close()
             reader.close()
@@ -728,9 +734,12 @@ class _ControlHandler(TLS_FTPHandler):
         self.call_later(self.settings.login_fail_delay, self._finish_failed_login)
 
     def _finish_failed_login(self) -> None:
-        self._login_pending = False
         if self._closed:
             return
+        if self.sim_server.stalled:  # frozen: answer once the stall is over
+            self.call_later(max(self.settings.login_fail_delay, 0.05), self._finish_failed_login)
+            return
+        self._login_pending = False
         self.attempted_logins += 1
         self.respond("530 Login incorrect.", logfun=_pyftpdlib_logger.info)
         if self.attempted_logins >= self.max_login_attempts:
