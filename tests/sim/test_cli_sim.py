@@ -168,3 +168,31 @@ def test_sim_rejects_unknown_model() -> None:
     assert "unknown printer model" in done.stderr
     assert "Traceback" not in done.stderr
 
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding port 990 needs root (CI runs as root)")
+def test_standard_ports_one_loopback_address_per_printer() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bambulab.cli.main", "sim", "--printers", "2", "--models", "P1S,X1C",
+         "--standard-ports", "--host", "127.0.0.72", "--json", "--duration", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    watchdog = threading.Timer(30, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        printers = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [p["host"] for p in printers] == ["127.0.0.72", "127.0.0.73"]
+        assert [(p["mqtt_port"], p["ftps_port"]) for p in printers] == [(8883, 990), (8883, 990)]
+        assert [p["camera_port"] for p in printers] == [6000, 322]
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        for p in printers:
+            for port in (8883, 990, p["camera_port"]):
+                with socket.create_connection((p["host"], port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+                    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.communicate(timeout=15)
