@@ -289,18 +289,19 @@ class PrinterFiles:
         host: str,
         access_code: str,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None = None,
         port: int = DEFAULT_PORT,
         tls12: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
-        server_hostname: str | None = None,
+        serial: str | None = None,
     ) -> _Connecting:
         """Connect to a printer's FTPS server without a :class:`~bambulab.printer.Printer`.
 
         ``async with PrinterFiles.connect(...) as files`` or ``files = await PrinterFiles.connect(...)``
         (then ``await files.close()``). ``ssl_context`` decides how the printer's certificate is
-        checked; ``server_hostname`` (the printer's serial, its certificate's CN) is sent for
-        TLS when given. ``tls12`` caps TLS at 1.2; ``timeout`` bounds each network wait.
+        checked (default: the bundled Bambu CA, see :mod:`bambulab.transports.tls`); with
+        ``serial`` the certificate must also name that serial. ``tls12`` caps TLS at 1.2;
+        ``timeout`` bounds each network wait.
         """
         client = FtpsClient(
             host,
@@ -309,7 +310,7 @@ class PrinterFiles:
             port=port,
             tls12=tls12,
             timeout=timeout,
-            server_hostname=server_hostname,
+            serial=serial,
         )
         return _Connecting(cls(client))
 
@@ -365,7 +366,7 @@ class PrinterFiles:
                 port=target.ftps_port,
                 tls12=self._tls12,
                 timeout=self._timeout,
-                server_hostname=getattr(target, "serial", None) or None,
+                serial=getattr(target, "serial", None) or None,
             )
             self._client = client
         return client

@@ -330,6 +330,14 @@ async def test_untrusted_certificate_is_a_connection_error(vp: VirtualPrinter) -
         await connect(vp, strict)
 
 
+async def test_certificate_must_name_the_serial(vp: VirtualPrinter, ctx: ssl.SSLContext) -> None:
+    async with connect(vp, ctx, serial=vp.serial.lower()) as files:  # the right printer
+        await files.list("/")
+    with pytest.raises(AuthenticationError, match="serial") as info:
+        await connect(vp, ctx, serial="01P00A000000000")
+    assert vp.access_code not in str(info.value)
+
+
 async def test_data_connection_without_session_reuse_is_refused_with_522(
     vp: VirtualPrinter, ctx: ssl.SSLContext
 ) -> None:

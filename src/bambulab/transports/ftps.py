@@ -146,7 +146,9 @@ def tls12_context(context: ssl.SSLContext) -> ssl.SSLContext:
 class ImplicitFTPS(ftplib.FTP_TLS):
     """``ftplib.FTP_TLS`` speaking implicit TLS with session reuse, as Bambu printers need.
 
-    Blocking; use it from one thread at a time (:class:`FtpsClient` does). :meth:`interrupt` is the
+    Blocking; use it from one thread at a time (:class:`FtpsClient` does). With ``serial`` the
+    printer's certificate must name it (:func:`bambulab.transports.tls.check_peer_serial`), and
+    it is the TLS server name. :meth:`interrupt` is the
     one method another thread may call. ``reuse_session=False`` makes data connections start a
     fresh TLS session (only useful to see a printer refuse it with ``522``).
     """
@@ -156,7 +158,7 @@ class ImplicitFTPS(ftplib.FTP_TLS):
         context: ssl.SSLContext,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        server_hostname: str | None = None,
+        serial: str | None = None,
         reuse_session: bool = True,
         block_size: int = DEFAULT_BLOCK_SIZE,
     ) -> None:
@@ -168,7 +170,7 @@ class ImplicitFTPS(ftplib.FTP_TLS):
             raise ValueError("block_size must be at least 4096 bytes")
         super().__init__(context=context, timeout=timeout)
         self.op_timeout = float(timeout)
-        self.server_hostname = server_hostname
+        self.serial = serial
         self.reuse_session = reuse_session
         self.block_size = block_size
         #: Whether each data connection resumed the control session (most recent last, bounded).
@@ -201,10 +203,18 @@ class ImplicitFTPS(ftplib.FTP_TLS):
             self.source_address = source_address
         raw = socket.create_connection((self.host, self.port), self.timeout, source_address=self.source_address)
         try:
-            tls = self.context.wrap_socket(raw, server_hostname=self.server_hostname or self.host)
+            tls = self.context.wrap_socket(raw, server_hostname=self.serial or self.host)
         except BaseException:
             raw.close()
             raise
+        if self.serial:
+            from bambulab.transports.tls import check_peer_serial
+
+            try:
+                check_peer_serial(tls, self.serial, where=f"{self.host}:{self.port}")
+            except BaseException:
+                tls.close()
+                raise
         self.sock = tls
         self.af = tls.family
         self.file = tls.makefile("r", encoding=self.encoding)
@@ -287,7 +297,7 @@ class ImplicitFTPS(ftplib.FTP_TLS):
         session = self.control.session if self.reuse_session else None
         try:
             conn = self.context.wrap_socket(
-                raw, server_hostname=self.server_hostname or self.host, session=session
+                raw, server_hostname=self.serial or self.host, session=session
             )
         except OSError as exc:
             raw.close()
@@ -556,6 +566,10 @@ class FtpsClient:
     keeps operations in order. The connection opens on first use (or :meth:`connect`), and after a
     connection-level failure the next operation opens a new one. ``progress`` callbacks run on the
     event loop. ``access_code`` is kept out of ``repr``, logs and errors.
+
+    ``ssl_context`` defaults to :func:`bambulab.transports.tls.default_printer_context` (the
+    bundled Bambu CA); with ``serial`` the certificate must name that serial. ``tls12`` caps TLS
+    at 1.2 on a copy of the context (the given one may be shared, and is left alone).
     """
 
     #: The blocking client class each connection uses (a seam for diagnostics and tests).
@@ -566,14 +580,19 @@ class FtpsClient:
         host: str,
         access_code: str,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None = None,
         port: int = DEFAULT_PORT,
         tls12: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
-        server_hostname: str | None = None,
+        serial: str | None = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
         reuse_session: bool = True,
     ) -> None:
+        if ssl_context is None:
+            from bambulab.transports.tls import default_printer_context, printer_ssl_context
+
+            ssl_context = printer_ssl_context(tls_max=ssl.TLSVersion.TLSv1_2) if tls12 else default_printer_context()
+            tls12 = False  # already capped
         if not isinstance(ssl_context, ssl.SSLContext):
             raise TypeError("ssl_context must be an ssl.SSLContext")
         if not host:
@@ -584,7 +603,7 @@ class FtpsClient:
         self.port = int(port)
         self.timeout = float(timeout)
         self.tls12 = tls12
-        self.server_hostname = server_hostname
+        self.serial = serial
         self.block_size = block_size
         self.reuse_session = reuse_session
         self._access_code = access_code
@@ -782,7 +801,7 @@ class FtpsClient:
             ftp = self.ftps_class(
                 self._context,
                 timeout=self.timeout,
-                server_hostname=self.server_hostname,
+                serial=self.serial,
                 reuse_session=self.reuse_session,
                 block_size=self.block_size,
             )
