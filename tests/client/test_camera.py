@@ -309,7 +309,8 @@ def frame_bytes(payload: bytes, *, size: int | None = None) -> bytes:
 
 
 JPEG_A = b"\xff\xd8\xff\xe0" + b"A" * 300 + b"\xff\xd9"
-JPEG_B = b"\xff\xd8\xff\xe0" + b"B" * 70_000 + b"\xff\xd9"
+JPEG_B = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 300 + b"\xff\xd9"
+JPEG_HUGE = b"\xff\xd8\xff\xe0" + bytes(range(255, -1, -1)) * 2400 + b"\xff\xd9"
 
 
 async def test_frames_without_jpeg_markers_are_skipped(farm: Simulator, trust: ssl.SSLContext) -> None:
@@ -318,18 +319,19 @@ async def test_frames_without_jpeg_markers_are_skipped(farm: Simulator, trust: s
         frame_bytes(b"\x00\x01not a jpeg\xff\xd9"),  # no SOI
         frame_bytes(JPEG_A),
         frame_bytes(JPEG_A[:-2] + b"\x00\x00"),  # truncated: no EOI
-        frame_bytes(JPEG_B),  # bigger than the client's first buffer
+        frame_bytes(JPEG_B),
+        frame_bytes(JPEG_HUGE),  # bigger than the client's first buffer: it grows
+        b"".join(frame_bytes(JPEG_B) for _ in range(30)),  # many frames in a row: the buffer wraps
     ]
     async with OneShotCamera(cert.server_context(), "12345678", chunks) as server:
         async with JpegStreamClient(
             "127.0.0.1", "12345678", port=server.port, serial="01P00A111111111", ssl_context=trust,
-            frame_timeout=3.0, max_queued=8,
+            frame_timeout=3.0, max_queued=64,
         ) as client:
-            first = await client.read_frame()
-            second = await client.read_frame()
-            assert (first.jpeg, second.jpeg) == (JPEG_A, JPEG_B)
-            assert (first.index, second.index) == (0, 1)
-            assert client.bad_frames == 2
+            frames = [await client.read_frame() for _ in range(33)]
+            assert [f.jpeg for f in frames] == [JPEG_A, JPEG_B, JPEG_HUGE] + [JPEG_B] * 30
+            assert [f.index for f in frames] == list(range(33))
+            assert client.bad_frames == 2 and client.dropped == 0
         assert server.logins == [build_auth_packet("12345678")]
     login = server.logins[0]
     assert struct.unpack_from("<IIII", login) == (0x40, 0x3000, 0, 0)

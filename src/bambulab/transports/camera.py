@@ -67,6 +67,8 @@ _AUTH_TYPE = 0x3000
 _FIELD = 32
 _SOI = b"\xff\xd8"
 _EOI = b"\xff\xd9"
+_BUFFER_SIZE = 256 * 1024  # per connection; grows to fit twice the largest frame
+_MIN_READ = 32 * 1024  # always offer TLS at least this much room (two full TLS records)
 
 
 # ------------------------------------------------------------------------------------ pure parts
@@ -122,7 +124,14 @@ class Frame:
 
 
 class _StreamProtocol(asyncio.BufferedProtocol):
-    """Reads header, payload, header, ... straight into preallocated buffers."""
+    """Parses header, payload, header, ... out of one buffer that TLS decrypts straight into.
+
+    Bytes arrive at ``_end`` and frames are cut from ``_start``; several frames may be parsed
+    from one read. When the free space runs low, the unparsed tail (less than one frame) moves
+    to the front (``memoryview`` slice assignment is a memmove). The buffer grows to twice the
+    largest frame seen; nothing is allocated per frame except the frame's own ``bytes`` (the
+    one copy a frame costs).
+    """
 
     def __init__(self, max_queued: int) -> None:
         self.transport: asyncio.Transport | None = None
@@ -134,12 +143,10 @@ class _StreamProtocol(asyncio.BufferedProtocol):
         self.dropped = 0
         self.closed = False
         self.error: tuple[type[BambuError], str] | None = None
-        self._header = bytearray(FRAME_HEADER_SIZE)
-        self._header_view = memoryview(self._header)
-        self._payload = bytearray(256 * 1024)
-        self._payload_view = memoryview(self._payload)
-        self._size = 0  # 0: reading a header; else the payload length being read
-        self._filled = 0
+        self._view = memoryview(bytearray(_BUFFER_SIZE))
+        self._start = 0  # the first byte not parsed yet
+        self._end = 0  # the end of the received bytes
+        self._need = FRAME_HEADER_SIZE  # bytes from _start that complete the next step
         self._waiter: asyncio.Future[None] | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -150,41 +157,56 @@ class _StreamProtocol(asyncio.BufferedProtocol):
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._size == 0:
-            return self._header_view[self._filled :]
-        return self._payload_view[self._filled : self._size]
+        view = self._view
+        capacity = len(view)
+        if capacity - self._end < _MIN_READ or capacity - self._start < self._need:
+            view = self._compact()
+        return view[self._end :]
+
+    def _compact(self) -> memoryview:
+        view = self._view
+        pending = self._end - self._start
+        wanted = max(self._need, pending) + _MIN_READ
+        if len(view) < wanted:
+            grown = memoryview(bytearray(max(2 * len(view), 2 * wanted)))
+            grown[:pending] = view[self._start : self._end]
+            self._view = view = grown
+        elif pending:
+            view[:pending] = view[self._start : self._end]  # overlapping: memoryview uses memmove
+        self._start, self._end = 0, pending
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
         self.bytes_received += nbytes
-        self._filled += nbytes
-        if self._size == 0:
-            if self._filled < FRAME_HEADER_SIZE:
+        self._end += nbytes
+        view = self._view
+        start, end = self._start, self._end
+        need = FRAME_HEADER_SIZE
+        while end - start >= FRAME_HEADER_SIZE:
+            size: int = _HEADER.unpack_from(view, start)[0]
+            if not 0 < size <= MAX_FRAME_SIZE:
+                self._fail(BambuConnectionError, f"camera stream out of sync: implausible frame size {size}")
                 return
-            try:
-                size = parse_frame_header(self._header)
-            except ValueError as exc:
-                self._fail(BambuConnectionError, f"camera stream out of sync: {exc}")
-                return
-            if size > len(self._payload):
-                self._payload = bytearray(max(size, 2 * len(self._payload)))
-                self._payload_view = memoryview(self._payload)
-            self._size, self._filled = size, 0
-            return
-        if self._filled < self._size:
-            return
-        payload = self._payload_view[: self._size]
-        self._size = self._filled = 0
-        if not is_complete_jpeg(payload):
-            self.bad_frames += 1
-            log.debug("camera: skipped a frame without JPEG start/end markers (%d bytes)", len(payload))
-            return
-        frame = Frame(bytes(payload), time.monotonic(), self.frames_received)
-        self.frames_received += 1
-        if len(self.frames) >= self.max_queued:
-            self.frames.popleft()
-            self.dropped += 1
-        self.frames.append(frame)
-        self._wake()
+            total = FRAME_HEADER_SIZE + size
+            if end - start < total:
+                need = total
+                break
+            payload = view[start + FRAME_HEADER_SIZE : start + total]
+            start += total
+            if payload[:2] != _SOI or payload[-2:] != _EOI:
+                self.bad_frames += 1
+                log.debug("camera: skipped a frame without JPEG start/end markers (%d bytes)", size)
+                continue
+            frame = Frame(payload.tobytes(), time.monotonic(), self.frames_received)
+            self.frames_received += 1
+            if len(self.frames) >= self.max_queued:
+                self.frames.popleft()
+                self.dropped += 1
+            self.frames.append(frame)
+            self._wake()
+        if start == end:
+            start = end = 0
+        self._start, self._end, self._need = start, end, need
 
     def eof_received(self) -> bool:
         self._closed_by_peer()
