@@ -111,10 +111,28 @@ async def test_upload_local_file_into_a_folder_and_file_objects(
     assert (vp.storage / "model" / "copy.bin").stat().st_size == 300_000
 
 
+async def test_local_file_errors_stay_local_errors(vp: VirtualPrinter, ctx: ssl.SSLContext, tmp_path: Path) -> None:
+    async with connect(vp, ctx) as files:
+        with pytest.raises(FileNotFoundError):
+            await files.upload(tmp_path / "missing.3mf", "/cache/missing.3mf")
+        await files.upload(b"abc", "/cache/abc.bin")
+
+        def full_disk(_: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(OSError, match="No space left") as info:
+            await files.client.download("/cache/abc.bin", full_disk)
+        assert not isinstance(info.value, BambuConnectionError)
+        assert await files.download("/cache/abc.bin") == b"abc"  # and the printer side is fine
+
+
 async def test_upload_size_mismatch_is_a_file_transfer_error(vp: VirtualPrinter, ctx: ssl.SSLContext) -> None:
     assert vp.ftps is not None
     # The printer's storage changes the file between the upload and SIZE (a full card, say).
-    vp.ftps.on_upload = lambda rel: (vp.storage / rel).write_bytes(b"short")
+    def shrink(rel: str) -> None:
+        (vp.storage / rel).write_bytes(b"short")
+
+    vp.ftps.on_upload = shrink
     async with connect(vp, ctx) as files:
         with pytest.raises(FileTransferError, match="did not verify"):
             await files.upload(b"y" * 10_000, "/cache/x.bin")

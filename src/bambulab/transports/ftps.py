@@ -44,6 +44,7 @@ import os
 import select
 import socket
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -100,6 +101,13 @@ _CONNECTION_ERRORS = (OSError, EOFError, ftplib.error_proto, ftplib.error_reply)
 
 class _Aborted(Exception):
     """The transfer was aborted from another thread (cancellation or close)."""
+
+
+class _LocalIOError(Exception):
+    """Reading the upload source or writing the download failed: not the printer's fault.
+
+    Carries the original ``OSError`` as ``__cause__``; :class:`FtpsClient` raises that one.
+    """
 
 
 def _reply_code(exc: BaseException) -> str:
@@ -417,17 +425,14 @@ class ImplicitFTPS(ftplib.FTP_TLS):
             while True:
                 if aborted():
                     raise _Aborted("aborted")
-                if readinto is not None:
-                    n = readinto(view)
-                    if not n:
-                        break
-                    sendall(view[:n])
-                else:
-                    chunk = source.read(bs)
-                    if not chunk:
-                        break
-                    n = len(chunk)
-                    sendall(chunk)
+                try:
+                    chunk = view[: readinto(view) or 0] if readinto is not None else source.read(bs)
+                except OSError as exc:
+                    raise _LocalIOError("reading the upload source failed") from exc
+                n = len(chunk)
+                if not n:
+                    break
+                sendall(chunk)
                 sent += n
                 if progress is not None:
                     progress(sent, total)
@@ -452,7 +457,10 @@ class ImplicitFTPS(ftplib.FTP_TLS):
                 chunk = recv(bs)
                 if not chunk:
                     break
-                write(chunk)
+                try:
+                    write(chunk)
+                except OSError as exc:
+                    raise _LocalIOError("writing the download failed") from exc
                 received += len(chunk)
                 if progress is not None:
                     progress(received, total)
@@ -672,15 +680,30 @@ class FtpsClient:
         *,
         progress: Progress | None = None,
     ) -> int:
-        """Upload bytes, a binary file object or a local file to ``remote``; return the bytes sent."""
+        """Upload bytes, a binary file object or a local file to ``remote``; return the bytes sent.
+
+        Local files are opened before anything is sent, so a missing one raises
+        ``FileNotFoundError``; a local read error during the upload raises that ``OSError``.
+        """
+        if isinstance(source, str | os.PathLike):
+            fh = await asyncio.to_thread(open, source, "rb")
+            try:
+                return await self._upload(fh, remote, progress)
+            finally:
+                await asyncio.to_thread(fh.close)
+        return await self._upload(source, remote, progress)
+
+    async def _upload(self, source: UploadSource, remote: str, progress: Progress | None) -> int:
+        total: int | None = None
+        if isinstance(source, bytes | bytearray | memoryview):
+            total = memoryview(source).nbytes
+        else:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                info = os.fstat(source.fileno())
+                if stat.S_ISREG(info.st_mode):
+                    total = info.st_size - source.tell()
 
         def job(ftp: ImplicitFTPS, report: Progress | None) -> int:
-            if isinstance(source, str | os.PathLike):
-                with open(source, "rb") as fh:
-                    return ftp.store(remote, fh, os.fstat(fh.fileno()).st_size, report)[1]
-            total: int | None = None
-            if isinstance(source, bytes | bytearray | memoryview):
-                total = memoryview(source).nbytes
             return ftp.store(remote, source, total, report)[1]
 
         return await self._run("upload", remote, job, progress)
@@ -778,6 +801,8 @@ class FtpsClient:
         except BaseException as exc:
             if not _keeps_connection(exc):
                 self._drop()
+            if isinstance(exc, _LocalIOError) and isinstance(exc.__cause__, OSError):
+                raise exc.__cause__ from None
             if isinstance(exc, Exception):
                 raise _map_error(exc, host=self.host, action=action, path=path) from exc
             raise
