@@ -42,12 +42,15 @@ from bambulab.transports.ftps import DEFAULT_PORT, DEFAULT_TIMEOUT, FtpsClient, 
 __all__ = [
     "TIMELAPSE_DIR",
     "TIMELAPSE_SUFFIXES",
+    "TIMELAPSE_THUMBNAIL_DIR",
     "FtpsTarget",
     "PrinterFiles",
     "Progress",
     "RemoteFile",
+    "nlst_names",
     "parse_list_line",
     "parse_listing",
+    "remote_path",
 ]
 
 TIMELAPSE_DIR: Final = "/timelapse"

@@ -48,6 +48,7 @@ __all__ = [
     "AmsMappingError",
     "PrintJob",
     "PrintSetupError",
+    "PrintTarget",
     "PrinterBusyError",
     "print_file",
 ]
