@@ -14,6 +14,7 @@ import logging
 import random
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from bambulab.sim.camera import JpegCameraService, RtspService
     from bambulab.sim.ftps import FtpsHub, FtpsService
 
-__all__ = ["STORAGE_LAYOUT", "VirtualPrinter"]
+__all__ = ["STORAGE_LAYOUT", "ReportSink", "VirtualPrinter"]
+
+#: Receives every message the printer publishes on its report topic (see ``add_report_sink``).
+ReportSink = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,7 @@ class VirtualPrinter:
         self._last_real: float | None = None
         self.online = False
         self._lock = asyncio.Lock()
+        self._report_sinks: list[ReportSink] = []
 
     # ------------------------------------------------------------------ PrinterHandle
 
@@ -188,13 +193,13 @@ class VirtualPrinter:
             self._catch_up()
             report = self.engine.periodic_report()
             if report is not None:
-                await self.mqtt.publish(report)
+                await self._emit(report)
 
     async def _on_request(self, raw: bytes) -> None:
         async with self._lock:
             self._catch_up()
             for message in self.engine.handle(raw):
-                await self.mqtt.publish(message)
+                await self._emit(message)
 
     async def push_now(self) -> None:
         """Publish the state change right away (after a use case changed it)."""
@@ -202,11 +207,65 @@ class VirtualPrinter:
             self._catch_up()
             report = self.engine.change_report()
             if report is not None:
-                await self.mqtt.publish(report)
+                await self._emit(report)
 
     async def publish(self, message: Message) -> None:
         """Publish an arbitrary payload on the report topic (for tests of client robustness)."""
+        await self._emit(message)
+
+    # ------------------------------------------------------------------ the cloud connection
+
+    def add_report_sink(self, sink: ReportSink) -> None:
+        """Also hand every published report to ``sink``, as a real printer also reports to the cloud.
+
+        The fake cloud uses this to relay reports to its own broker. Sinks are awaited in order
+        after the LAN broker got the message, even while the LAN broker is stalled; they run
+        under the printer's lock, so a sink must not call back into this printer.
+        """
+        self._report_sinks.append(sink)
+
+    def remove_report_sink(self, sink: ReportSink) -> None:
+        with contextlib.suppress(ValueError):
+            self._report_sinks.remove(sink)
+
+    async def handle_cloud_request(self, raw: bytes) -> None:
+        """Handle a payload the cloud relayed from ``device/{serial}/request``.
+
+        Exactly what a command over the LAN does (same engine, replies to every sink); ignored
+        while the printer is offline, as a switched-off printer misses cloud commands.
+        """
+        if self.online:
+            await self._on_request(raw)
+
+    async def handle_cloud_command(self, message: Message) -> None:
+        """Run a command the cloud itself sends (e.g. the print a ``/my/task`` dispatches).
+
+        Trusted like a command from the printer's screen: the cloud authorised it, so no
+        signature is checked. Ignored while offline.
+        """
+        if not self.online:
+            return
+        async with self._lock:
+            self._catch_up()
+            changed = False
+            for section, body in message.items():
+                if not isinstance(body, dict):
+                    continue
+                replies, did_change = self.engine.handle_local(section, body)
+                for reply in replies:
+                    await self._emit(reply)
+                changed = changed or did_change
+            report = self.engine.change_report() if changed else None
+            if report is not None:
+                await self._emit(report)
+
+    async def _emit(self, message: Message) -> None:
         await self.mqtt.publish(message)
+        for sink in list(self._report_sinks):
+            try:
+                await sink(message)
+            except Exception:  # a broken sink must not stop the printer
+                log.exception("virtual printer %s: a report sink failed", self.serial)
 
     # ------------------------------------------------------------------ use cases
 
