@@ -448,7 +448,7 @@ def build_api_app(cloud: FakeCloud) -> ASGIApp:
         if project is None:
             return _forbidden()
         return _envelope(
-            **project.summary(), content_detail=None,
+            **project.summary(),
             profiles=[profile_detail(project, account)],
             download_url=None, download_md5=None, keystore_xml=None, upload_url=None, upload_ticket=None,
         )
