@@ -209,5 +209,8 @@ class Simulator:
                 heapq.heappush(self._heap, (nxt, next(self._counter), serial))
             self._wake.clear()
             delay = self._heap[0][0] - loop.time() if self._heap else 1.0
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancellation
+            # that stop() sends when the event is set at the same moment, and stop() then hangs.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(delay, 1.0)))
+                async with asyncio.timeout(max(0.0, min(delay, 1.0))):
+                    await self._wake.wait()
