@@ -251,5 +251,9 @@ def test_malformed_flood_never_crashes(simthread: SimThread, connect: Connect) -
         client.send(payload)
     client.send({"pushing": {"sequence_id": "0", "command": "pushall"}})
     client.wait_for(lambda m: m.get("print", {}).get("msg") == 0)
+    # Every message reaches the engine (each is handled in its own broker task, so wait a moment).
+    deadline = time.monotonic() + 5
+    while printer.engine.commands_handled < len(junk) + 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert printer.engine.commands_handled == len(junk) + 1
     assert simthread.sim.tick_errors == 0
