@@ -6,7 +6,17 @@ import importlib
 
 import pytest
 
-PUBLIC_MODULES = ["bambulab", "bambulab.exceptions", "bambulab.protocol", "bambulab.sim"]
+PUBLIC_MODULES = [
+    "bambulab",
+    "bambulab.exceptions",
+    "bambulab.protocol",
+    "bambulab.sim",
+    "bambulab.sync",
+    "bambulab.camera",
+    "bambulab.discovery",
+    "bambulab.files",
+    "bambulab.events",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

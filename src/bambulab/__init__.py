@@ -1,6 +1,88 @@
-"""bambulab: talk to Bambu Lab 3D printers safely and fast."""
+"""bambulab: talk to Bambu Lab 3D printers safely and fast.
+
+```python
+from bambulab import Printer
+
+async with Printer("192.168.1.50", "01P00A123456789", access_code) as printer:
+    print(printer.status.job.state)
+```
+
+Names are imported on first use, so ``import bambulab`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from bambulab._version import __version__
-from bambulab.exceptions import BambuError
+from bambulab.exceptions import (
+    AuthenticationError,
+    BambuConnectionError,
+    BambuError,
+    BambuTimeoutError,
+    CommandFailedError,
+    FileTransferError,
+    SignatureRequiredError,
+)
 
-__all__ = ["BambuError", "__version__"]
+if TYPE_CHECKING:
+    from bambulab.camera import Camera
+    from bambulab.discovery import discover
+    from bambulab.files import PrinterFiles
+    from bambulab.printer import Printer
+    from bambulab.protocol.views import PrinterStatus
+    from bambulab.sync import (
+        JPEGFrameStream,
+        LocalFTPClient,
+        LocalPrintClient,
+        MQTTClient,
+        RTSPStream,
+        get_video_stream,
+        upload_and_print,
+    )
+
+_LAZY = {
+    "Printer": "bambulab.printer",
+    "PrinterStatus": "bambulab.protocol.views",
+    "PrinterFiles": "bambulab.files",
+    "Camera": "bambulab.camera",
+    "discover": "bambulab.discovery",
+    "MQTTClient": "bambulab.sync",
+    "LocalFTPClient": "bambulab.sync",
+    "LocalPrintClient": "bambulab.sync",
+    "upload_and_print": "bambulab.sync",
+    "JPEGFrameStream": "bambulab.sync",
+    "RTSPStream": "bambulab.sync",
+    "get_video_stream": "bambulab.sync",
+}
+
+__all__ = [
+    "AuthenticationError",
+    "BambuConnectionError",
+    "BambuError",
+    "BambuTimeoutError",
+    "Camera",
+    "CommandFailedError",
+    "FileTransferError",
+    "JPEGFrameStream",
+    "LocalFTPClient",
+    "LocalPrintClient",
+    "MQTTClient",
+    "Printer",
+    "PrinterFiles",
+    "PrinterStatus",
+    "RTSPStream",
+    "SignatureRequiredError",
+    "__version__",
+    "discover",
+    "get_video_stream",
+    "upload_and_print",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bambulab' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

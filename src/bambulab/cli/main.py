@@ -19,11 +19,19 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (BambuError, OSError, ValueError) as exc:
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except (BambuError, OSError, ValueError, KeyError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            click.echo(f"error: {message}", err=True)
             ctx.exit(1)
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=_Group)
@@ -45,9 +53,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
+    from bambulab.cli import lan
     from bambulab.cli.sim import sim
 
     cli.add_command(sim)
+    lan.register(cli)
 
 
 _register()

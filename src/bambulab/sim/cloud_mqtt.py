@@ -49,7 +49,7 @@ def _text(value: Any) -> str:
     return str(value or "")
 
 
-class CloudAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
+class CloudAuthPlugin(BaseAuthPlugin):  # amqtt is untyped
     """``u_{uid}`` + a valid access token of that account; anything else is refused (CONNACK 5)."""
 
     cloud: FakeCloud | None = None
@@ -60,7 +60,7 @@ class CloudAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
         return self.cloud.mqtt_authenticate(_text(session.username), _text(session.password))
 
 
-class CloudTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
+class CloudTopicPlugin(BaseTopicPlugin):
     """Only the account's bound devices; no wildcards; publish to request topics only."""
 
     cloud: FakeCloud | None = None
@@ -81,7 +81,7 @@ class CloudTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         return kind == "request" if action == Action.PUBLISH else True
 
 
-class CloudRelayPlugin(BasePlugin[Any]):  # type: ignore[misc]
+class CloudRelayPlugin(BasePlugin[Any]):
     """Hands every permitted request-topic message to the fake cloud, which relays it to the printer."""
 
     cloud: FakeCloud | None = None
@@ -107,7 +107,7 @@ _PLUGIN_PATHS: dict[str, dict[str, Any]] = {
 _plugin_namespaces = 0
 
 
-class _CloudBroker(Broker):  # type: ignore[misc]
+class _CloudBroker(Broker):
     """amqtt's broker with the cloud's TLS context and its request-topic subscription rule."""
 
     def __init__(self, config: dict[str, Any], *, cloud: FakeCloud, ssl_context: ssl.SSLContext) -> None:

@@ -1,0 +1,533 @@
+"""LAN commands: discover, status, monitor, files, upload, print, control, camera, config.
+
+Every command that talks to a printer takes the same connection options; values come from the
+config file (``bambu config add``), then ``BAMBU_*`` environment variables, then flags. The access
+code is never taken from a command-line argument unless ``--allow-code-argument`` says so (process
+arguments are visible to every user of the machine); ``--access-code-stdin`` reads it from stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from bambulab.config import (
+    PrinterProfile,
+    config_path,
+    insecure_permissions,
+    load_profiles,
+    resolve_profile,
+    save_profile,
+)
+
+if TYPE_CHECKING:
+    from bambulab.printer import Printer
+
+__all__ = ["register"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ------------------------------------------------------------------------------ output helpers
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    """One JSON object per line with ``--json``, else the human rendering."""
+    if as_json:
+        click.echo(json.dumps(_jsonable(data), separators=(",", ":"), default=str))
+    else:
+        click.echo(human(data) if human else json.dumps(_jsonable(data), indent=2, default=str))
+
+
+# ------------------------------------------------------------------------------ connection options
+
+
+def printer_options(func: F) -> F:
+    """The options every printer command takes."""
+    options = [
+        click.option("--printer", "-p", "profile", envvar="BAMBU_PRINTER", help="Profile name from the config file."),
+        click.option("--host", help="Printer address (or BAMBU_HOST)."),
+        click.option("--serial", help="Printer serial (or BAMBU_SERIAL)."),
+        click.option("--port", type=int, help="MQTT port (default 8883)."),
+        click.option("--ftps-port", type=int, help="FTPS port (default 990)."),
+        click.option("--camera-port", type=int, help="Camera port (default 6000 or 322)."),
+        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                     help="Trust this CA instead of Bambu's bundled one."),
+        click.option("--insecure", is_flag=True, default=None, help="Do not verify the printer's certificate."),
+        click.option("--access-code-stdin", is_flag=True, help="Read the access code from standard input."),
+        click.option("--access-code", "access_code_arg", hidden=True,
+                     help="Only with --allow-code-argument: process arguments are visible to other users."),
+        click.option("--allow-code-argument", is_flag=True, hidden=True),
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON object per line)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _profile(opts: dict[str, Any]) -> PrinterProfile:
+    code = None
+    if opts.pop("access_code_stdin", False):
+        code = sys.stdin.readline().strip()
+    arg = opts.pop("access_code_arg", None)
+    allow = opts.pop("allow_code_argument", False)
+    if arg is not None:
+        if not allow:
+            raise click.UsageError(
+                "refusing to read the access code from the command line (other users can see process "
+                "arguments); use a profile (bambu config add), BAMBU_ACCESS_CODE, --access-code-stdin, "
+                "or add --allow-code-argument"
+            )
+        code = arg
+    path = config_path()
+    if insecure_permissions(path):
+        click.echo(f"warning: {path} can be read by other users; run: chmod 600 {path}", err=True)
+    overrides = {
+        "host": opts.pop("host", None), "serial": opts.pop("serial", None), "port": opts.pop("port", None),
+        "ftps_port": opts.pop("ftps_port", None), "camera_port": opts.pop("camera_port", None),
+        "ca_file": opts.pop("ca_file", None), "insecure": opts.pop("insecure", None), "access_code": code,
+    }
+    return resolve_profile(opts.pop("profile", None), overrides=overrides)
+
+
+def _make_printer(profile: PrinterProfile) -> Printer:
+    from bambulab.printer import Printer
+
+    return Printer(
+        profile.host, profile.serial, profile.access_code, port=profile.port, ftps_port=profile.ftps_port,
+        camera_port=profile.camera_port, ca_file=profile.ca_file, insecure=profile.insecure,
+    )
+
+
+T = TypeVar("T")
+
+
+def with_printer(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Run ``fn(printer, **rest)`` inside ``async with Printer(...)`` for a click command."""
+
+    @functools.wraps(fn)
+    def wrapper(**opts: Any) -> T:
+        profile = _profile(opts)
+
+        async def main() -> T:
+            async with _make_printer(profile) as printer:
+                return await fn(printer, **opts)
+
+        return asyncio.run(main())
+
+    return wrapper
+
+
+def _status_text(status: Any) -> str:
+    job, temps = status.job, status.temperatures
+    lines = [f"state     {job.state.value}" + (f" ({job.stage})" if job.stage else "")]
+    if job.is_active or job.progress:
+        lines.append(f"job       {job.name or job.file or '-'}  {job.progress or 0}%  "
+                     f"layer {job.layer or 0}/{job.total_layers or 0}"
+                     + (f"  {int(job.remaining.total_seconds() // 60)} min left" if job.remaining else ""))
+    nozzles = " / ".join(f"{_num(n.current)}→{_num(n.target)}" for n in temps.nozzles) if temps.nozzles else "-"
+    bed = f"{_num(temps.bed)}→{_num(temps.bed_target)}"
+    lines.append(f"nozzle    {nozzles} °C")
+    lines.append(f"bed       {bed} °C" + (f"   chamber {temps.chamber:.0f} °C" if temps.chamber is not None else ""))
+    if status.print_error:
+        lines.append(f"error     {status.print_error.display}: {status.print_error.text or 'unknown error'}")
+    for hms in status.hms:
+        lines.append(f"hms       {hms.key} ({hms.severity.value}): {hms.text or 'see ' + hms.wiki_url}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+@click.command()
+@click.option("--timeout", default=5.0, show_default=True, help="How long to listen, in seconds.")
+@click.option("--listen-port", default=2021, show_default=True, help="UDP port printers announce to.")
+@click.option("--json", "as_json", is_flag=True)
+def discover(timeout: float, listen_port: int, as_json: bool) -> None:
+    """Find printers on the local network (SSDP)."""
+    from bambulab.discovery import discover as run_discover
+
+    found = asyncio.run(run_discover(timeout=timeout, listen_port=listen_port))
+    if as_json:
+        for printer in found:
+            emit(printer, True)
+        return
+    if not found:
+        click.echo("no printers found (is the printer on the same network, and UDP 2021 open?)")
+    for p in found:
+        model = p.model.name if p.model else p.model_code
+        click.echo(f"{p.serial}  {model:<10} {p.ip:<15} {p.name!r}  firmware {p.firmware or '?'}  "
+                   f"{'LAN only' if p.lan_only else 'cloud'}")
+
+
+@click.command()
+@printer_options
+@click.option("--watch", is_flag=True, help="Keep printing the status as it changes.")
+@with_printer
+async def status(printer: Printer, as_json: bool, watch: bool) -> None:
+    """Show a printer's status."""
+    current = printer.status
+    emit(current.to_dict() if as_json else current, as_json, None if as_json else _status_text)
+    if not watch:
+        return
+    from bambulab.events import StateChanged
+
+    last = 0.0
+    async with printer.events() as stream:
+        async for event in stream:
+            if isinstance(event, StateChanged):
+                if not as_json and time.monotonic() - last < 1.0:
+                    continue
+                last = time.monotonic()
+                if as_json:
+                    emit(event.status.to_dict(), True)
+                else:
+                    click.echo("\n" + _status_text(event.status))
+            else:
+                emit({"event": type(event).__name__, **_jsonable(_event_fields(event))}, as_json,
+                     lambda e: f"** {e['event']}")
+
+
+def _event_fields(event: Any) -> dict[str, Any]:
+    fields = asdict(event) if is_dataclass(event) and not isinstance(event, type) else {}
+    fields.pop("status", None)
+    return fields
+
+
+@click.command()
+@click.argument("profiles", nargs=-1)
+@click.option("--all", "all_profiles", is_flag=True, help="Every printer in the config file.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--duration", type=float, hidden=True, help="Stop after this many seconds.")
+def monitor(profiles: tuple[str, ...], all_profiles: bool, as_json: bool, duration: float | None) -> None:
+    """A live table of one or many printers (profiles from the config file)."""
+    available, default = load_profiles()
+    names = list(available) if all_profiles else list(profiles) or [default or ""]
+    chosen = [resolve_profile(name or None) for name in names]
+    asyncio.run(_monitor(chosen, as_json, duration))
+
+
+async def _monitor(profiles: list[PrinterProfile], as_json: bool, duration: float | None) -> None:
+    printers = [_make_printer(p) for p in profiles]
+    results = await asyncio.gather(*(p.connect() for p in printers), return_exceptions=True)
+    for profile, result in zip(profiles, results, strict=True):
+        if isinstance(result, BaseException):
+            click.echo(f"{profile.name}: {result}", err=True)
+    live = [p for p, r in zip(printers, results, strict=True) if not isinstance(r, BaseException)]
+    deadline = time.monotonic() + duration if duration else None
+    try:
+        if as_json:
+            while deadline is None or time.monotonic() < deadline:
+                for p in live:
+                    emit({"serial": p.serial, "connected": p.connected, **p.status.to_dict()}, True)
+                await asyncio.sleep(1.0)
+            return
+        from rich.live import Live
+        from rich.table import Table
+
+        def table() -> Table:
+            t = Table(title="bambu monitor", expand=True)
+            for column in ("printer", "state", "progress", "layer", "left", "nozzle", "bed", "errors"):
+                t.add_column(column)
+            for p in live:
+                s = p.status
+                job, temps = s.job, s.temperatures
+                nozzle = "/".join(_num(n.current) for n in temps.nozzles) if temps.nozzles else "-"
+                errors = str(len(s.hms) + (1 if s.print_error else 0))
+                t.add_row(
+                    p.serial if p.connected else f"{p.serial} (offline)", job.state.value,
+                    f"{job.progress or 0}%", f"{job.layer or 0}/{job.total_layers or 0}",
+                    f"{int(job.remaining.total_seconds() // 60)} min" if job.remaining else "-",
+                    f"{nozzle}°C", f"{_num(temps.bed)}°C", errors,
+                )
+            return t
+
+        with Live(table(), refresh_per_second=2) as view:
+            while deadline is None or time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                view.update(table())
+    finally:
+        await asyncio.gather(*(p.close() for p in printers), return_exceptions=True)
+
+
+# --- control
+
+
+def _control(name: str, doc: str, call: Callable[[Printer], Awaitable[Any]]) -> click.Command:
+    @printer_options
+    @with_printer
+    async def command(printer: Printer, as_json: bool) -> None:
+        ack = await call(printer)
+        emit({"ok": True, "ack": ack}, as_json, lambda _: f"{name}: ok")
+
+    command.__doc__ = doc
+    return click.command(name)(command)
+
+
+pause = _control("pause", "Pause the current print.", lambda p: p.pause())
+resume = _control("resume", "Resume a paused print.", lambda p: p.resume())
+stop = _control("stop", "Stop (cancel) the current print.", lambda p: p.stop())
+
+
+@click.command()
+@click.argument("mode", type=click.Choice(["on", "off", "flashing"]))
+@click.option("--node", default="chamber_light", show_default=True,
+              type=click.Choice(["chamber_light", "work_light", "chamber_light2", "heatbed_light"]))
+@printer_options
+@with_printer
+async def light(printer: Printer, mode: str, node: str, as_json: bool) -> None:
+    """Switch a light on, off or flashing."""
+    ack = await printer.set_light(mode, node)
+    emit({"ok": True, "ack": ack}, as_json, lambda _: f"{node}: {mode}")
+
+
+@click.command()
+@click.argument("heater", type=click.Choice(["nozzle", "bed", "chamber"]))
+@click.argument("celsius", type=float)
+@printer_options
+@with_printer
+async def temp(printer: Printer, heater: str, celsius: float, as_json: bool) -> None:
+    """Set a target temperature."""
+    setter = {"nozzle": printer.set_nozzle_temp, "bed": printer.set_bed_temp, "chamber": printer.set_chamber_temp}
+    ack = await setter[heater](celsius)
+    emit({"ok": True, "ack": ack}, as_json, lambda _: f"{heater} target: {celsius:g} °C")
+
+
+@click.command()
+@click.argument("fan", type=click.Choice(["part", "aux", "chamber"]))
+@click.argument("percent", type=click.FloatRange(0, 100))
+@printer_options
+@with_printer
+async def fan(printer: Printer, fan: str, percent: float, as_json: bool) -> None:
+    """Set a fan's speed in percent."""
+    index = {"part": 1, "aux": 2, "chamber": 3}[fan]
+    ack = await printer.set_fan(index, percent)
+    emit({"ok": True, "ack": ack}, as_json, lambda _: f"{fan} fan: {percent:g}%")
+
+
+@click.command()
+@click.argument("lines", nargs=-1, required=True)
+@printer_options
+@with_printer
+async def gcode(printer: Printer, lines: tuple[str, ...], as_json: bool) -> None:
+    """Send G-code lines (each argument is one line)."""
+    ack = await printer.gcode(list(lines))
+    emit({"ok": True, "ack": ack}, as_json, lambda _: "sent")
+
+
+# --- files
+
+
+@click.group()
+def files() -> None:
+    """Files on the printer's storage (FTPS)."""
+
+
+@files.command("ls")
+@click.argument("path", default="/")
+@printer_options
+@with_printer
+async def files_ls(printer: Printer, path: str, as_json: bool) -> None:
+    """List a folder."""
+    entries = await printer.files.list(path)
+    if as_json:
+        for entry in entries:
+            emit(entry, True)
+        return
+    for e in entries:
+        size = "<dir>" if e.is_dir else f"{e.size or 0:>10}"
+        click.echo(f"{size}  {e.modified.strftime('%Y-%m-%d %H:%M') if e.modified else '':16}  {e.path}")
+
+
+@files.command("get")
+@click.argument("remote")
+@click.argument("local", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@printer_options
+@with_printer
+async def files_get(printer: Printer, remote: str, local: Path | None, as_json: bool) -> None:
+    """Download a file."""
+    target = local or Path(remote.rsplit("/", 1)[-1])
+    await printer.files.download(remote, target)
+    emit({"ok": True, "remote": remote, "local": str(target), "size": target.stat().st_size}, as_json,
+         lambda d: f"{d['remote']} -> {d['local']} ({d['size']} bytes)")
+
+
+@files.command("rm")
+@click.argument("remote")
+@printer_options
+@with_printer
+async def files_rm(printer: Printer, remote: str, as_json: bool) -> None:
+    """Delete a file."""
+    await printer.files.delete(remote)
+    emit({"ok": True, "deleted": remote}, as_json, lambda d: f"deleted {d['deleted']}")
+
+
+def _progress_bar(description: str, total: int, enabled: bool) -> tuple[Any, Callable[[int, int | None], None]]:
+    if not enabled:
+        return contextlib.nullcontext(), lambda sent, total_: None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True)
+    task = bar.add_task(description, total=total)
+    return bar, lambda sent, total_: bar.update(task, completed=sent)
+
+
+@click.command()
+@click.argument("local", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("remote", required=False)
+@printer_options
+@with_printer
+async def upload(printer: Printer, local: Path, remote: str | None, as_json: bool) -> None:
+    """Upload a file to the printer (verified by size)."""
+    bar, progress = _progress_bar(f"upload {local.name}", local.stat().st_size, not as_json and sys.stderr.isatty())
+    with bar:
+        result = await printer.files.upload(local, remote or f"/{local.name}", progress=progress)
+    emit({"ok": True, "remote": result.path, "size": result.size}, as_json,
+         lambda d: f"uploaded {d['remote']} ({d['size']} bytes, verified)")
+
+
+@click.command("print")
+@click.argument("local", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--plate", default=1, show_default=True)
+@click.option("--ams", "ams", default="auto", show_default=True,
+              help="'auto' (match filaments to loaded trays), 'none', or tray indexes like 0,2.")
+@click.option("--timelapse", is_flag=True)
+@click.option("--no-bed-leveling", is_flag=True)
+@printer_options
+@with_printer
+async def print_(printer: Printer, local: Path, plate: int, ams: str, timelapse: bool, no_bed_leveling: bool,
+                 as_json: bool) -> None:
+    """Upload a sliced 3MF and start printing it."""
+    mapping: str | list[int] | None
+    if ams == "auto":
+        mapping = "auto"
+    elif ams == "none":
+        mapping = None
+    else:
+        try:
+            mapping = [int(x) for x in ams.split(",")]
+        except ValueError:
+            raise click.BadParameter("use auto, none or comma-separated tray numbers", param_hint="--ams") from None
+    bar, progress = _progress_bar(f"upload {local.name}", local.stat().st_size, not as_json and sys.stderr.isatty())
+    with bar:
+        job = await printer.print_file(local, plate=plate, ams_mapping=mapping, use_ams=ams != "none",
+                                       timelapse=timelapse, bed_leveling=not no_bed_leveling, progress=progress)
+    state = printer.status.job.state.value
+    emit({"ok": True, "job": job, "gcode_state": state}, as_json, lambda d: f"printing {local.name}: {state}")
+
+
+# --- camera
+
+
+@click.group()
+def camera() -> None:
+    """The printer's camera."""
+
+
+@camera.command("snapshot")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("snapshot.jpg"),
+              show_default=True)
+@printer_options
+@with_printer
+async def camera_snapshot(printer: Printer, output: Path, as_json: bool) -> None:
+    """Save one picture as JPEG."""
+    data = await printer.camera.snapshot()
+    output.write_bytes(data)
+    emit({"ok": True, "file": str(output), "size": len(data)}, as_json, lambda d: f"saved {d['file']}")
+
+
+@camera.command("stream")
+@click.option("--frames", "count", type=int, default=0, help="Stop after this many frames (0: until Ctrl-C).")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("frames"),
+              show_default=True)
+@printer_options
+@with_printer
+async def camera_stream(printer: Printer, count: int, output_dir: Path, as_json: bool) -> None:
+    """Save frames as they arrive (P1/A1), or print the RTSP URL (X1/H2, credentials not shown)."""
+    cam = printer.camera
+    if cam.kind.value == "rtsp":
+        emit({"rtsp_url": cam.rtsp_url()}, as_json, lambda d: d["rtsp_url"])
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    saved = 0
+    async for frame in cam.frames():
+        path = output_dir / f"frame-{frame.index:06d}.jpg"
+        path.write_bytes(frame.jpeg)
+        saved += 1
+        emit({"file": str(path), "size": len(frame.jpeg)}, as_json, lambda d: d["file"])
+        if count and saved >= count:
+            break
+
+
+# --- config
+
+
+@click.group()
+def config() -> None:
+    """Printer profiles in the config file."""
+
+
+@config.command("add")
+@click.argument("name")
+@click.option("--host", required=True)
+@click.option("--serial", required=True)
+@click.option("--port", type=int, default=8883, show_default=True)
+@click.option("--default", "make_default", is_flag=True, help="Make it the default printer.")
+def config_add(name: str, host: str, serial: str, port: int, make_default: bool) -> None:
+    """Add a printer; the access code is asked for (not echoed) and stored with mode 0600."""
+    code = click.prompt("Access code", hide_input=True).strip()
+    path = save_profile(PrinterProfile(name=name, host=host, serial=serial, access_code=code, port=port),
+                        make_default=make_default)
+    click.echo(f"saved {name!r} to {path}")
+
+
+@config.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def config_list(as_json: bool) -> None:
+    """List profiles (without access codes)."""
+    profiles, default = load_profiles()
+    for name, profile in profiles.items():
+        data = {"name": name, "default": name == default, **profile.to_dict()}
+        emit(data, as_json, lambda d: f"{'*' if d['default'] else ' '} {d['name']}: {d['host']} {d['serial']}")
+
+
+def register(group: click.Group) -> None:
+    for command in (discover, status, monitor, pause, resume, stop, light, temp, fan, gcode, files, upload,
+                    print_, camera, config):
+        group.add_command(command)
