@@ -31,14 +31,13 @@ import struct
 import subprocess
 import sys
 import time
-import venv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _peers import third_party_python
+
 BENCH_DIR = Path(__file__).resolve().parent
-THIRD_PARTY_VENV = BENCH_DIR / ".venvs" / "bambulabs-api"
-THIRD_PARTY_REQUIREMENT = "bambulabs-api==2.6.6"
 MARKER = "BENCH-RESULT "
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -184,6 +183,7 @@ async def ours(info: dict[str, Any], seconds: float, sim_cpu: SimCpu) -> Result:
 
 THIRD_PARTY_SCRIPT = r"""
 import json, logging, os, sys, time
+
 from bambulabs_api.camera_client import PrinterCamera
 
 logging.disable(logging.CRITICAL)
@@ -225,30 +225,9 @@ os._exit(0)  # its reader thread sleeps 5 s before it notices a stop
 """
 
 
-def third_party_python() -> Path | None:
-    """The venv's python with bambulabs-api installed, creating it on first use; None if impossible."""
-    python = THIRD_PARTY_VENV / "bin" / "python"
-    if python.exists():
-        check = subprocess.run([str(python), "-c", "import bambulabs_api.camera_client"], capture_output=True)
-        if check.returncode == 0:
-            return python
-    print(f"setting up {THIRD_PARTY_VENV} with {THIRD_PARTY_REQUIREMENT} ...", file=sys.stderr)
-    try:
-        if not python.exists():
-            venv.EnvBuilder(with_pip=True, clear=True).create(THIRD_PARTY_VENV)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", THIRD_PARTY_REQUIREMENT],
-            check=True, timeout=600,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        print(f"cannot install {THIRD_PARTY_REQUIREMENT}: {exc}", file=sys.stderr)
-        return None
-    return python
-
-
 def third_party(info: dict[str, Any], seconds: float) -> Result:
     name = "bambulabs-api 2.6.6 PrinterCamera"
-    python = third_party_python()
+    python = third_party_python("bambulabs_api.camera_client")
     if python is None:
         return Result(name, 0, 0.0, 0, 0.0, note="skipped: could not install it")
     config = {"host": info["host"], "port": info["port"], "access_code": info["access_code"], "seconds": seconds}

@@ -43,15 +43,14 @@ import statistics
 import subprocess
 import sys
 import time
-import venv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _peers import third_party_python
+
 BENCH_DIR = Path(__file__).resolve().parent
-THIRD_PARTY_VENV = BENCH_DIR / ".venvs" / "bambulabs-api"
-THIRD_PARTY_REQUIREMENT = "bambulabs-api==2.6.6"
 MARKER = "BENCH-RESULT "
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BIG_BLOCK = 256 * 1024
@@ -229,6 +228,7 @@ def run_ours(info: dict[str, Any], ctx: ssl.SSLContext, payloads: list[bytes], v
 
 THIRD_PARTY_SCRIPT = r"""
 import io, json, logging, os, sys, time
+
 from bambulabs_api.ftp_client import PrinterFTPClient
 
 logging.disable(logging.CRITICAL)
@@ -252,29 +252,8 @@ print("BENCH-RESULT " + json.dumps({"seconds": results, "failed": failed}), flus
 """
 
 
-def third_party_python() -> Path | None:
-    """The venv's python with bambulabs-api installed, creating it on first use; None if impossible."""
-    python = THIRD_PARTY_VENV / "bin" / "python"
-    if python.exists():
-        check = subprocess.run([str(python), "-c", "import bambulabs_api.ftp_client"], capture_output=True)
-        if check.returncode == 0:
-            return python
-    print(f"setting up {THIRD_PARTY_VENV} with {THIRD_PARTY_REQUIREMENT} ...", file=sys.stderr)
-    try:
-        if not python.exists():
-            venv.EnvBuilder(with_pip=True, clear=True).create(THIRD_PARTY_VENV)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", THIRD_PARTY_REQUIREMENT],
-            check=True, timeout=600,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        print(f"cannot install {THIRD_PARTY_REQUIREMENT}: {exc}", file=sys.stderr)
-        return None
-    return python
-
-
 def run_third_party(info: dict[str, Any], case: Case, rounds: int, sim_pid: int, result: Result) -> None:
-    python = third_party_python()
+    python = third_party_python("bambulabs_api.ftp_client")
     if python is None:
         result.note = "skipped: could not install it"
         return
@@ -393,7 +372,7 @@ def main() -> None:
     if args.rounds < 1 or args.mib < 1 or args.small_kib < 1 or args.small_count < 1:
         parser.error("sizes, counts and rounds must be positive")
     if not args.no_third_party:
-        third_party_python()  # set the venv up before anything is timed
+        third_party_python("bambulabs_api.ftp_client")  # set the venv up before anything is timed
     proc, info = start_simulator()
     try:
         ctx = ssl.create_default_context(cadata=info["ca_pem"])
