@@ -128,7 +128,11 @@ class FarmLoad:
                                           "sequence_id": str(conn.seq)}}
                         writer.write(publish_frame(conn.topic, json.dumps(full).encode()))
                     elif b"get_version" in payload and conn.topic:
-                        info = {"info": {"command": "get_version", "sequence_id": "0", "module": [
+                        try:
+                            seq = json.loads(payload)["info"].get("sequence_id", "0")
+                        except (ValueError, KeyError, TypeError, AttributeError):
+                            seq = "0"
+                        info = {"info": {"command": "get_version", "sequence_id": seq, "module": [
                             {"name": "ota", "product_name": "Bambu Lab P1S", "sw_ver": "01.08.02.00",
                              "hw_ver": "OTA", "sn": conn.serial, "flag": 3}], "result": "success", "reason": ""}}
                         writer.write(publish_frame(conn.topic, json.dumps(info).encode()))

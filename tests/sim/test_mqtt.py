@@ -326,6 +326,16 @@ def test_max_clients_refuse(simthread: SimThread, connect: Connect, mqtt_clients
     assert raw_connack(printer.host, printer.mqtt.port, "bblp", printer.access_code) == 3
 
 
+def test_refused_logins_do_not_count_towards_the_limit(simthread: SimThread, connect: Connect) -> None:
+    printer = simthread.add(model="P1S", quirks={"max_clients": 1, "max_clients_mode": "refuse"})
+    for _ in range(3):
+        assert raw_connack(printer.host, printer.mqtt.port, "bblp", "00000000") == 5
+    time.sleep(0.2)
+    assert printer.mqtt.client_count == 0
+    connect(printer)  # the one allowed client still gets in
+    assert printer.mqtt.client_count == 1
+
+
 def test_max_clients_accept_silent(simthread: SimThread, connect: Connect) -> None:
     printer = simthread.add(model="P1S", quirks={"max_clients": 1, "max_clients_mode": "accept_silent",
                                                 "push_interval": 0.2})

@@ -181,7 +181,16 @@ class _PrinterBroker(Broker):
             with contextlib.suppress(ValueError):
                 self._connect_order.remove(client_session.client_id)
             self._connect_order.append(client_session.client_id)
-        await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+        try:
+            await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+        finally:
+            if not authenticated:
+                # amqtt marks the session connected before it sends CONNACK 5 and leaves it so (closing
+                # the socket may even raise); a refused client must not count towards the client limit.
+                with contextlib.suppress(Exception):
+                    client_session.transitions.disconnect()
+                if client_session.client_id:
+                    self._sessions.pop(client_session.client_id, None)
 
     async def _drop_oldest(self, connected: list[Any]) -> None:
         alive = {s.client_id for s in connected}
