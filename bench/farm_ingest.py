@@ -135,7 +135,8 @@ def cpu():
     t = os.times(); return t.user + t.system
 rss0 = rss()
 lock = threading.Lock()
-state = {"n": 0, "measuring": False, "connected": 0}
+state = {"n": 0, "measuring": False, "connected": 0, "phase": "connecting", "connect_s": None,
+         "w0": None, "c0": 0.0, "n0": 0}
 lags = []
 
 def on_message(client_obj, client, userdata, msg):
@@ -152,8 +153,30 @@ def on_connect(client_obj, client, userdata, flags, rc, props):
         with lock:
             state["connected"] += 1
 
+def report(note):
+    w1, c1, n1 = time.monotonic(), cpu(), state["n"]
+    window = (w1 - state["w0"]) if state["w0"] else 0.0
+    ordered = sorted(lags)
+    def pct(q):
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+    print("FARM-RESULT " + json.dumps({
+        "client": "bambulabs-api 2.6.6", "printers": cfg["n"], "connected": state["connected"],
+        "connect_s": state["connect_s"] if state["connect_s"] is not None else float("nan"),
+        "reports_per_s": (n1 - state["n0"]) / window if window else 0.0,
+        "lag_p50_ms": pct(0.5), "lag_p99_ms": pct(0.99),
+        "cpu_pct": 100 * (c1 - state["c0"]) / window if window else float("nan"),
+        "kib_per_printer": (rss() - rss0) / 1024 / max(1, state["connected"]), "note": note,
+    }), flush=True)
+    os._exit(0)  # paho threads would keep the process alive
+
+def watchdog():
+    time.sleep(cfg["limit"])
+    report(f"stopped by the watchdog while {state['phase']}")
+
+threading.Thread(target=watchdog, daemon=True).start()
 clients = []
 t0 = time.monotonic()
+failed = 0
 for i in range(cfg["n"]):
     c = PrinterMQTTClient("127.0.0.1", cfg["code"], f"BENCH{i:010d}", port=cfg["port"])
     c.on_message_handler = on_message
@@ -163,28 +186,17 @@ for i in range(cfg["n"]):
         c.start()
         clients.append(c)
     except Exception as exc:
-        print(f"connect failed: {exc}", file=sys.stderr)
+        failed += 1
 deadline = time.monotonic() + 60
 while state["connected"] < len(clients) and time.monotonic() < deadline:
     time.sleep(0.1)
-connect_s = time.monotonic() - t0
+state["connect_s"] = time.monotonic() - t0
+state["phase"] = "measuring"
 time.sleep(2.0)
 state["measuring"] = True
-c0, n0, w0 = cpu(), state["n"], time.monotonic()
+state["c0"], state["n0"], state["w0"] = cpu(), state["n"], time.monotonic()
 time.sleep(cfg["seconds"])
-c1, n1, w1 = cpu(), state["n"], time.monotonic()
-state["measuring"] = False
-r = rss()
-lags.sort()
-def pct(q):
-    return lags[min(len(lags) - 1, int(q * len(lags)))] if lags else float("nan")
-window = w1 - w0
-print("FARM-RESULT " + json.dumps({
-    "client": "bambulabs-api 2.6.6", "printers": cfg["n"], "connected": state["connected"], "connect_s": connect_s,
-    "reports_per_s": (n1 - n0) / window, "lag_p50_ms": pct(0.5), "lag_p99_ms": pct(0.99),
-    "cpu_pct": 100 * (c1 - c0) / window, "kib_per_printer": (r - rss0) / 1024 / max(1, state["connected"]),
-}), flush=True)
-os._exit(0)  # paho threads would keep the process alive
+report(f"{failed} clients failed to start" if failed else "")
 """
 
 
@@ -212,8 +224,12 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 def run_worker(argv: list[str], config: dict[str, Any] | None, timeout: float) -> dict[str, Any] | None:
-    done = subprocess.run(argv, input=json.dumps(config) + "\n" if config else None, capture_output=True,
-                          text=True, timeout=timeout)
+    try:
+        done = subprocess.run(argv, input=json.dumps(config) + "\n" if config else None, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"worker did not finish in {timeout:.0f} s", file=sys.stderr)
+        return None
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]
     if not lines:
         print(f"worker failed ({done.returncode}): {done.stderr[-800:]}", file=sys.stderr)
@@ -234,7 +250,7 @@ async def measure(size: int, rate: float, seconds: float, peer: Path | None) -> 
             elif peer is None:
                 row = None
             else:
-                config = {"n": size, "port": port, "code": code, "seconds": seconds}
+                config = {"n": size, "port": port, "code": code, "seconds": seconds, "limit": seconds + 120}
                 row = await asyncio.to_thread(run_worker, [str(peer), "-c", PEER_SCRIPT], config, timeout)
         finally:
             await stop(loadgen)
@@ -270,14 +286,19 @@ def main() -> None:
     for row in rows:
         print(f"{row['client']:<22}{row['printers']:>9}{row['connected']:>10}{row['reports_per_s']:>11.0f}"
               f"{row['lag_p50_ms']:>9.1f}{row['lag_p99_ms']:>9.1f}{row['cpu_pct']:>10.1f}"
-              f"{row['kib_per_printer']:>12.0f}{row['connect_s']:>10.1f}")
+              f"{row['kib_per_printer']:>12.0f}{row['connect_s']:>10.1f}  {row.get('note', '')}")
     ours = {r["printers"]: r for r in rows if r["client"] == "bambulab"}
     for row in rows:
         if row["client"] != "bambulab" and row["printers"] in ours:
             mine = ours[row["printers"]]
-            ratio = mine["reports_per_s"] / row["reports_per_s"] if row["reports_per_s"] else float("inf")
-            print(f"N={row['printers']}: bambulab processes {ratio:.2f}x the reports of {row['client']}, "
-                  f"with {mine['kib_per_printer'] / max(row['kib_per_printer'], 1):.2f}x its memory per printer")
+            if not row["reports_per_s"]:
+                print(f"N={row['printers']}: {row['client']} processed nothing ({row['connected']} connected); "
+                      f"bambulab {mine['reports_per_s']:.0f} reports/s with {mine['connected']} connected")
+                continue
+            ratio = mine["reports_per_s"] / row["reports_per_s"]
+            print(f"N={row['printers']}: bambulab processes {ratio:.2f}x the reports of {row['client']} "
+                  f"at {mine['cpu_pct'] / row['cpu_pct']:.2f}x its CPU and "
+                  f"{mine['kib_per_printer'] / max(row['kib_per_printer'], 1):.2f}x its memory per printer")
 
 
 if __name__ == "__main__":
