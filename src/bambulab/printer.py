@@ -353,6 +353,11 @@ class Printer:
         self._fail_waiters(NotConnectedError("the printer client was closed"))
         for stream in list(self._streams):
             stream.end(None)
+        # FTPS keeps a worker thread and the camera its streams: release them with the printer.
+        for helper in (self._files, self._camera):
+            if helper is not None:
+                with contextlib.suppress(Exception):
+                    await helper.close()
         log.debug("printer %s closed", self._serial)
 
     # ------------------------------------------------------------------ commands

@@ -148,3 +148,22 @@ def test_no_secret_in_logs(simloop: SimLoop, caplog: pytest.LogCaptureFixture) -
     with _mqtt(simloop, printer) as client:
         client.request_full_status()
     assert printer.access_code not in caplog.text
+
+
+async def test_printer_close_releases_files_and_camera() -> None:
+    from bambulab.printer import Printer
+
+    async with Simulator() as sim:
+        vp = await sim.add_printer(model="P1S", camera_fps=20.0)
+        printer = Printer(vp.host, vp.serial, vp.access_code, port=vp.mqtt.port, ftps_port=vp.ftps.port,  # type: ignore[union-attr]
+                          camera_port=vp.camera.port, ssl_context=sim.ca.client_context())  # type: ignore[union-attr]
+        await printer.connect()
+        assert await printer.files.names("/")
+        assert (await printer.camera.snapshot())[:2] == b"\xff\xd8"
+        camera = printer.camera
+        await printer.close()
+        assert camera.closed
+        deadline = asyncio.get_running_loop().time() + 5
+        while vp.ftps.client_count and asyncio.get_running_loop().time() < deadline:  # type: ignore[union-attr]  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert vp.ftps.client_count == 0  # type: ignore[union-attr]
