@@ -1,23 +1,55 @@
 """How many reports per second ``merge`` folds, and how many states per second the views decode.
 
-Run: ``python3 bench/merge_throughput.py [--seconds 0.5]``. Each case runs for about the given
+Run: ``python3 bench/merge_throughput.py [--seconds 0.5] [--no-peer]``. Each case runs for about the given
 time (bounded by an iteration cap) on one core and prints operations per second and the mean
 time per operation. The reports are real-shaped (the key sets and wire types of an X1 Carbon
 with four AMS units, and of a P1S delta) but invented.
+
+The last section runs the same report bytes through bambulabs-api 2.6.6 (``json.loads`` +
+``PrinterMQTTClient.manual_update``, in its own venv) beside ``json.loads`` + our ``merge``. Its
+fold is a shallow ``dict |=`` per section: cheaper, but wrong for deltas that carry part of a nested
+object (an AMS tray ``{id, state}`` replaces the whole ``ams`` object there).
 """
+
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from _peers import third_party_python
 from bambulab.protocol.state import merge
 from bambulab.protocol.views import PrinterStatus
 
 JSON = dict[str, Any]
 MAX_ITERATIONS = 5_000_000
+
+PEER_SCRIPT = r"""
+import json, sys, time
+from bambulabs_api.mqtt_client import PrinterMQTTClient
+cases = json.loads(open(sys.argv[1]).read())
+seconds = float(sys.argv[2])
+client = PrinterMQTTClient("127.0.0.1", "00000000", "SERIAL000000000")
+out = {}
+for name, payloads in cases.items():
+    blobs = [p.encode() for p in payloads]
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(256):
+            client.manual_update(json.loads(blobs[n % len(blobs)]))
+            n += 1
+        if time.perf_counter() >= deadline:
+            break
+    out[name] = n / (time.perf_counter() - start)
+print("PEER " + json.dumps(out))
+"""
 
 
 def _tray(slot: int, material: str, color: str) -> JSON:
@@ -139,10 +171,45 @@ def measure(label: str, seconds: float, step: Callable[[int], object]) -> float:
     return rate
 
 
+def side_by_side(seconds: float, cases: dict[str, list[bytes]]) -> None:
+    """decode + fold of the same bytes: ours in this process, bambulabs-api in its venv."""
+    print("\nside by side: json.loads + fold, the same report bytes (reports/s)")
+    ours: dict[str, float] = {}
+    for name, blobs in cases.items():
+        state: Any = merge(None, json.loads(blobs[0]))
+
+        def step(i: int, blobs: list[bytes] = blobs) -> None:
+            nonlocal state
+            state = merge(state, json.loads(blobs[i % len(blobs)]))
+
+        ours[name] = measure(f"bambulab: {name}", seconds, step)
+    python = third_party_python("bambulabs_api.mqtt_client")
+    if python is None:
+        print("bambulabs-api 2.6.6: could not be installed; no comparison")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump({k: [b.decode() for b in v] for k, v in cases.items()}, fh)
+        path = Path(fh.name)
+    try:
+        done = subprocess.run([str(python), "-c", PEER_SCRIPT, str(path), str(seconds)], capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        path.unlink(missing_ok=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PEER ")]
+    if not lines:
+        print(f"bambulabs-api 2.6.6 failed: {done.stderr[-400:]}")
+        return
+    peer = json.loads(lines[-1][5:])
+    for name, rate in peer.items():
+        print(f"{'bambulabs-api 2.6.6: ' + name:<58} {rate:>12,.0f} /s   bambulab/peer = {ours[name] / rate:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="time per case (default 0.5)")
-    seconds = parser.parse_args().seconds
+    parser.add_argument("--no-peer", action="store_true", help="skip the bambulabs-api comparison")
+    args = parser.parse_args()
+    seconds = args.seconds
 
     full = x1c_full_report()
     as_delta = {"print": {k: v for k, v in full["print"].items() if k != "msg"}}
@@ -211,6 +278,13 @@ def main() -> None:
         previous.to_dict()
 
     measure("to_dict() after each P1S delta, previous= given", seconds, decode_after_delta)
+
+    if not args.no_peer:
+        side_by_side(seconds, {
+            "X1C full report": [json.dumps(full).encode()],
+            "P1S one-key delta": [json.dumps(d).encode() for d in deltas[:64]],
+            "P1S AMS tray delta": [json.dumps(d).encode() for d in tray_deltas[:64]],
+        })
 
 
 if __name__ == "__main__":
