@@ -176,3 +176,64 @@ def test_config_add_and_list_keep_the_code_private(
     )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["job"]["state"] == p.dynamic.job.gcode_state
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_discover_finds_virtual_printers_on_loopback() -> None:
+    listen, search = _free_udp_port(), _free_udp_port()
+    s = SimLoop.__new__(SimLoop)
+    s.loop = asyncio.new_event_loop()
+    s.thread = threading.Thread(target=s.loop.run_forever, daemon=True)
+    s.thread.start()
+    s.sim = Simulator(ssdp_target=("127.0.0.1", listen), ssdp_listen=("127.0.0.1", search), ssdp_interval=0.2)
+    s.call(s.sim.start())
+    try:
+        a = s.call(s.sim.add_printer(model="P1S", name="Workshop P1S"))
+        b = s.call(s.sim.add_printer(model="X1C"))
+        done = subprocess.run(
+            [sys.executable, "-m", "bambulab.cli.main", "discover", "--timeout", "2", "--listen-port", str(listen),
+             "--target", f"127.0.0.1:{search}", "--json"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        found = {d["serial"]: d for d in map(json.loads, done.stdout.splitlines())}
+        assert set(found) == {a.serial, b.serial}
+        assert found[a.serial]["name"] == "Workshop P1S"
+        assert found[a.serial]["ip"] == "127.0.0.1"
+        bad = subprocess.run([sys.executable, "-m", "bambulab.cli.main", "discover", "--target", "nowhere"],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2
+        assert "HOST:PORT" in bad.stderr
+    finally:
+        s.close()
+
+
+def test_monitor_json_for_configured_printers(
+    farm: tuple[SimLoop, dict[str, VirtualPrinter], Path], tmp_path: Path,
+) -> None:
+    from bambulab.config import PrinterProfile, save_profile
+
+    _, printers, ca = farm
+    cfg = tmp_path / "config.toml"
+    for name, p in printers.items():
+        save_profile(PrinterProfile(name=name, host=p.host, serial=p.serial, access_code=p.access_code,
+                                    port=p.mqtt.port, ca_file=str(ca)), path=cfg)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAMBU_")} | {"BAMBU_CONFIG": str(cfg)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bambulab.cli.main", "monitor", "--all", "--json", "--duration", "2.5"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {r["serial"] for r in rows} == {p.serial for p in printers.values()}
+    assert all(r["connected"] for r in rows)
+    assert len(rows) >= 4  # a row per printer per second
+    for p in printers.values():
+        assert p.access_code not in done.stdout

@@ -14,8 +14,8 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, is_dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, fields, is_dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -44,8 +44,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _jsonable(value: Any) -> Any:
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, type):
+        return _jsonable(to_dict())
     if is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(asdict(value))
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -178,12 +183,23 @@ def _num(value: float | None) -> str:
 @click.command()
 @click.option("--timeout", default=5.0, show_default=True, help="How long to listen, in seconds.")
 @click.option("--listen-port", default=2021, show_default=True, help="UDP port printers announce to.")
+@click.option("--target", "targets", multiple=True, metavar="HOST:PORT",
+              help="Where to send the search (default: broadcast 255.255.255.255:2021 and multicast "
+                   "239.255.255.250:1990). Repeatable.")
 @click.option("--json", "as_json", is_flag=True)
-def discover(timeout: float, listen_port: int, as_json: bool) -> None:
+def discover(timeout: float, listen_port: int, targets: tuple[str, ...], as_json: bool) -> None:
     """Find printers on the local network (SSDP)."""
+    from bambulab.discovery import DEFAULT_SEARCH_TARGETS
     from bambulab.discovery import discover as run_discover
 
-    found = asyncio.run(run_discover(timeout=timeout, listen_port=listen_port))
+    search: list[tuple[str, int]] = []
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(f"expected HOST:PORT, got {target!r}", param_hint="--target")
+        search.append((host, int(port)))
+    found = asyncio.run(run_discover(timeout=timeout, listen_port=listen_port,
+                                     search_targets=search or DEFAULT_SEARCH_TARGETS))
     if as_json:
         for printer in found:
             emit(printer, True)
