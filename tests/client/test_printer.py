@@ -107,9 +107,10 @@ async def test_wrong_access_code_raises_and_does_not_retry(p1s: VirtualPrinter, 
     with pytest.raises(AuthenticationError, match="wrong access code"):
         await printer.__aenter__()
     assert no_bambulab_tasks()
-    sessions = p1s.mqtt.client_count
+    logins = p1s.mqtt.login_attempts
     await asyncio.sleep(0.5)
-    assert p1s.mqtt.client_count == sessions  # nobody keeps knocking
+    assert p1s.mqtt.login_attempts == logins  # nobody keeps knocking
+    assert p1s.mqtt.client_count == 0  # and the refused login left no session behind
     assert printer.connections == 0
     with pytest.raises(NotConnectedError):
         await printer.command(commands.pause(printer.sequence))

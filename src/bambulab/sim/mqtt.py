@@ -137,6 +137,7 @@ class _PrinterBroker(Broker):
         self._quirks = quirks
         self._ssl_context = ssl_context
         self.stalled = False
+        self.login_attempts = 0  # CONNECTs that reached authentication, accepted or not
         self._connect_order: list[str] = []  # client ids, oldest first
         for plugin in self.plugins_manager.plugins:
             if isinstance(plugin, BambuAuthPlugin | BambuTopicPlugin | BambuRequestPlugin):
@@ -158,6 +159,7 @@ class _PrinterBroker(Broker):
         self, reader: Any, writer: Any, client_session: Any, handler: Any, server: Any, listener_name: str
     ) -> None:
         authenticated = await Broker._authenticate(self, client_session, self.listeners_config[listener_name])
+        self.login_attempts += 1
         client_session.bambu_auth = authenticated
         client_session.bambu_silent = False
         if authenticated:
@@ -285,6 +287,11 @@ class MqttService(Service):
     @property
     def running(self) -> bool:
         return self._broker is not None
+
+    @property
+    def login_attempts(self) -> int:
+        """How many MQTT logins (right or wrong) this printer has seen since it started."""
+        return self._broker.login_attempts if self._broker else 0
 
     @property
     def client_count(self) -> int:
