@@ -41,6 +41,13 @@
   logged at DEBUG (size only, never content).
 * **Secrets**: the access code is never in a repr, a log line or an exception message. Payloads
   are never logged (a ``system.get_access_code`` reply carries the code).
+
+Everything above except the connection itself lives in :class:`BasePrinter`, which talks through
+a *link*: anything with ``connected`` and ``send(topic, payload)``. :class:`Printer` owns its link,
+one :class:`~bambulab.transports.mqtt.MqttConnection` to the printer, with the reconnect and
+watchdog policy described here; :class:`bambulab.cloud.mqtt.CloudPrinter` shares one cloud
+connection with the other printers of an account. Both have the same state, status, events and
+commands.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Protocol, Self
 
 from bambulab.events import (
     ConnectionLost,
@@ -90,7 +97,7 @@ from bambulab.protocol.views import GcodeState, PrinterStatus
 from bambulab.transports.mqtt import MqttConnection
 from bambulab.transports.tls import check_peer_serial, default_printer_context, printer_ssl_context
 
-__all__ = ["Printer"]
+__all__ = ["BasePrinter", "Printer"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +134,15 @@ def _label(payload: Mapping[str, Any]) -> str:
     raise ValueError("a command needs a section with a 'command', e.g. {'print': {'command': 'pause'}}")
 
 
+class _Link(Protocol):
+    """What a printer sends through: an MQTT connection (its own on the LAN, a shared one in the cloud)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def send(self, topic: str, payload: bytes) -> None: ...
+
+
 class _AckWaiter:
     __slots__ = ("future", "label", "request")
 
@@ -136,78 +152,42 @@ class _AckWaiter:
         self.future = future
 
 
-class Printer:
-    """One printer on the LAN. See the module docstring for the whole contract.
+class BasePrinter:
+    """One printer's state, status, events and commands, over a link a subclass provides.
 
-    ``ssl_context`` replaces the default verification (bundled Bambu CA chain); ``ca_file`` trusts
-    another CA instead; ``insecure=True`` turns verification off (a warning is logged).
-    ``model`` (a :class:`PrinterModel`, code or name) overrides detection. ``camera_port`` ``None``
-    means the model's default (6000 for the JPEG stream, 322 for RTSPS).
+    :class:`Printer` is the LAN client (its own MQTT connection); :class:`bambulab.cloud.mqtt.CloudPrinter`
+    goes through the cloud connection of an account. Both share everything here, so the state,
+    status, events and command API is the same. See the module docstring for the contract.
     """
+
+    #: How messages name the far end of the link ("the connection to ... was lost").
+    _link_name: ClassVar[str] = "the printer"
 
     def __init__(
         self,
-        host: str,
         serial: str,
-        access_code: str,
         *,
-        port: int = 8883,
-        ssl_context: ssl.SSLContext | None = None,
-        ca_file: str | None = None,
-        insecure: bool = False,
         model: PrinterModel | str | None = None,
         command_timeout: float = 10.0,
-        ftps_port: int = 990,
-        camera_port: int | None = None,
-        watchdog: float = 30.0,
-        reconnect: bool = True,
         pushall_interval: float = 3.0,
-        connect_timeout: float = 10.0,
-        keepalive: int = 30,
-        backoff: tuple[float, float] = (1.0, 60.0),
     ) -> None:
         if not isinstance(serial, str) or not serial.strip():
             raise ValueError("serial must be the printer's serial number")
-        if not isinstance(access_code, str) or not access_code:
-            raise ValueError("access_code must be the printer's LAN access code (a non-empty str)")
-        if ssl_context is not None and (ca_file is not None or insecure):
-            raise ValueError("pass either ssl_context or ca_file/insecure, not both")
-        if command_timeout <= 0 or watchdog <= 0 or connect_timeout <= 0 or pushall_interval < 0:
+        if command_timeout <= 0 or pushall_interval < 0:
             raise ValueError("timeouts and the watchdog must be positive")
-        if backoff[0] <= 0 or backoff[1] < backoff[0]:
-            raise ValueError("backoff must be (initial > 0, maximum >= initial)")
-        self._host = host
         self._serial = serial.strip().upper()
-        self._access_code = access_code
-        self._port = port
-        if ssl_context is not None:
-            self._ssl_context = ssl_context
-        elif ca_file is not None:
-            self._ssl_context = printer_ssl_context(ca_file=ca_file, insecure=insecure)
-        else:
-            self._ssl_context = default_printer_context(insecure)
         self._explicit_model = model_by_code(model) if isinstance(model, str) else model
         self._model: PrinterModel | None = self._explicit_model or model_for_serial(self._serial)
         self._command_timeout = command_timeout
-        self._ftps_port = ftps_port
-        self._camera_port = camera_port
-        self._watchdog = watchdog
-        self._reconnect = reconnect
         self._pushall_interval = pushall_interval
-        self._connect_timeout = connect_timeout
-        self._keepalive = keepalive
-        self._backoff = backoff
         self._report_topic = f"device/{self._serial}/report"
         self._request_topic = f"device/{self._serial}/request"
         self._seq = cmd.SequenceCounter(int(time.time() * 10))
-        self._rng = random.Random()
 
         self._state: dict[str, Any] = {}
         self._status: PrinterStatus | None = None
         self._last_status: PrinterStatus | None = None
-        self._conn: MqttConnection | None = None
         self._ready = False
-        self._supervisor: asyncio.Task[None] | None = None
         self._closed = False
         self._fatal: BaseException | None = None
         self._acks: list[_AckWaiter] = []
@@ -216,8 +196,6 @@ class Printer:
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self._last_pushall = float("-inf")
         self._refreshing: asyncio.Future[dict[str, Any]] | None = None
-        self._files: Any = None
-        self._camera: Any = None
         #: Messages received, and how many of them could not be used (not JSON, not an object, ...).
         self.messages = 0
         self.malformed = 0
@@ -225,46 +203,23 @@ class Printer:
         self.connections = 0
 
     def __repr__(self) -> str:
-        model = self._model.name if self._model is not None else "unknown model"
+        return f"<{type(self).__name__} {self._model_name()} {self._serial} {self._repr_state()}>"
+
+    def _model_name(self) -> str:
+        return self._model.name if self._model is not None else "unknown model"
+
+    def _repr_state(self) -> str:
         if self._closed:
-            state = "closed"
-        elif self._fatal is not None:
-            state = "failed"
-        else:
-            state = "connected" if self.connected else "disconnected"
-        return f"<Printer {model} {self._serial} at {self._host}:{self._port} {state}>"
+            return "closed"
+        if self._fatal is not None:
+            return "failed"
+        return "connected" if self.connected else "disconnected"
 
     # ------------------------------------------------------------------ the interface others rely on
 
     @property
-    def host(self) -> str:
-        return self._host
-
-    @property
     def serial(self) -> str:
         return self._serial
-
-    @property
-    def access_code(self) -> str:
-        """The LAN access code (for the FTPS and camera helpers). Never shown in ``repr``."""
-        return self._access_code
-
-    @property
-    def ssl_context(self) -> ssl.SSLContext:
-        """The TLS context used for MQTT; FTPS and the camera use the same verification."""
-        return self._ssl_context
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def ftps_port(self) -> int:
-        return self._ftps_port
-
-    @property
-    def camera_port(self) -> int | None:
-        return self._camera_port
 
     @property
     def model(self) -> PrinterModel | None:
@@ -273,8 +228,8 @@ class Printer:
 
     @property
     def connected(self) -> bool:
-        conn = self._conn
-        return self._ready and conn is not None and conn.connected
+        link = self._current_link()
+        return self._ready and link is not None and link.connected
 
     @property
     def state(self) -> dict[str, Any]:
@@ -295,27 +250,9 @@ class Printer:
         """The sequence-id counter, for building commands: ``p.command(commands.pause(p.sequence))``."""
         return self._seq
 
-    @property
-    def files(self) -> Any:
-        """FTPS access to the printer's storage (:class:`bambulab.files.PrinterFiles`)."""
-        if self._files is None:
-            self._files = importlib.import_module("bambulab.files").PrinterFiles(self)
-        return self._files
-
-    @property
-    def camera(self) -> Any:
-        """The printer's camera (:class:`bambulab.camera.Camera`)."""
-        if self._camera is None:
-            self._camera = importlib.import_module("bambulab.camera").Camera(self)
-        return self._camera
-
-    async def print_file(self, *args: Any, **kwargs: Any) -> Any:
-        """Upload (if needed) and print a file: see :func:`bambulab.printing.print_file`."""
-        return await importlib.import_module("bambulab.printing").print_file(self, *args, **kwargs)
-
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> Printer:
+    async def __aenter__(self) -> Self:
         try:
             await self.connect()
         except BaseException:
@@ -329,36 +266,27 @@ class Printer:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect and wait until ready. A failure raises at once (no retry on the first connect)."""
-        self._check_open()
-        if self._supervisor is not None:
-            return
-        conn, lost = await self._open()
-        self._supervisor = asyncio.create_task(self._supervise(conn, lost), name=f"bambulab-printer-{self._serial}")
+        """Connect and wait until ready (see the subclass)."""
+        raise NotImplementedError
 
     async def close(self) -> None:
         """Disconnect for good. Later calls raise :class:`~bambulab.exceptions.NotConnectedError`."""
         if self._closed:
             return
         self._closed = True
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        conn, self._conn = self._conn, None
+        await self._close_link()
         self._ready = False
-        if conn is not None:
-            await conn.close()
         self._fail_waiters(NotConnectedError("the printer client was closed"))
         for stream in list(self._streams):
             stream.end(None)
-        # FTPS keeps a worker thread and the camera its streams: release them with the printer.
-        for helper in (self._files, self._camera):
-            if helper is not None:
-                with contextlib.suppress(Exception):
-                    await helper.close()
+        await self._release()
         log.debug("printer %s closed", self._serial)
+
+    async def _close_link(self) -> None:
+        """Stop using the link (the subclass's part of :meth:`close`)."""
+
+    async def _release(self) -> None:
+        """Release helpers that live as long as the printer (after the link is closed)."""
 
     # ------------------------------------------------------------------ commands
 
@@ -370,21 +298,23 @@ class Printer:
         A payload without a ``sequence_id`` gets one (in a copy). ``pushing.pushall``, which the
         printer does not acknowledge, behaves like :meth:`refresh` and returns the full report.
         """
-        conn = self._usable()
+        link = self._usable()
         label = _label(payload)
         if label == "pushing.pushall":
             return await self._refresh(timeout)
-        request = self._with_sequence(payload)
+        request = self._outgoing(self._with_sequence(payload))
         waiter = self._add_ack(request, label)
         limit = self._command_timeout if timeout is None else timeout
         try:
-            conn.send(self._request_topic, _dumps(request))
+            link.send(self._request_topic, _dumps(request))
             async with asyncio.timeout(limit):
                 reply = await waiter.future
         except BambuError:
             raise
         except TimeoutError:
-            raise BambuTimeoutError(f"no acknowledgement of {label} from the printer within {limit:g} s") from None
+            raise BambuTimeoutError(
+                f"no acknowledgement of {label} from the printer within {limit:g} s{self._silence_hint()}"
+            ) from None
         finally:
             self._remove_ack(waiter)
         return self._check_ack(label, reply)
@@ -554,78 +484,46 @@ class Printer:
         tray = self.status.active_tray
         return tray.nozzle_temp_max if tray is not None and tray.nozzle_temp_max else default
 
-    # ------------------------------------------------------------------ connecting
+    # ------------------------------------------------------------------ connecting (shared by every link)
 
-    async def _open(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]]:
-        """One connection, made ready: connect, subscribe, get_version + pushall, full report."""
+    async def _greet(self, link: _Link) -> tuple[bool, bool]:
+        """Send ``get_version`` and a (gated) pushall; wait up to ``command_timeout`` for both answers.
+
+        Returns (a full report arrived, the version reply arrived).
+        """
         loop = asyncio.get_running_loop()
-        lost: asyncio.Future[BaseException | None] = loop.create_future()
-        conn = MqttConnection(
-            self._host,
-            self._port,
-            on_message=self._on_message,
-            on_close=functools.partial(self._on_close, lost),
-            username=_USERNAME,
-            password=self._access_code,
-            ssl_context=self._ssl_context,
-            verify_peer=functools.partial(
-                check_peer_serial, serial=self._serial, where=f"{self._host}:{self._port}"
-            ),
-            keepalive=self._keepalive,
-            connect_timeout=self._connect_timeout,
-        )
+        version = cmd.get_version(self._seq)
+        version_waiter = self._add_ack(version, "info.get_version")
+        full = self._expect_full()
         try:
-            await conn.connect()
-            await conn.subscribe(self._report_topic, timeout=self._command_timeout)
-            version = cmd.get_version(self._seq)
-            version_waiter = self._add_ack(version, "info.get_version")
-            try:
-                full = self._expect_full()
-                conn.send(self._request_topic, _dumps(version))
-                await self._pushall_gate()
-                conn.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
-                self._last_pushall = loop.time()
-                await asyncio.wait([full, version_waiter.future], timeout=self._command_timeout)
-            finally:
-                self._remove_ack(version_waiter)
-            if lost.done():
-                raise BambuConnectionError("the printer closed the connection while it was being set up")
+            link.send(self._request_topic, _dumps(version))
+            await self._pushall_gate()
+            link.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
+            self._last_pushall = loop.time()
+            await asyncio.wait([full, version_waiter.future], timeout=self._command_timeout)
+        finally:
+            self._remove_ack(version_waiter)
             if not full.done():
                 full.cancel()
-                raise BambuTimeoutError(
-                    f"the printer sent no status report within {self._command_timeout:g} s of connecting"
-                )
-            if not version_waiter.future.done():
-                log.warning("printer %s did not answer get_version; the model is guessed from its serial", self._serial)
-            else:
-                version_waiter.future.exception()  # a failure here only costs the model detection
-        except BaseException:
-            conn.abort()
-            raise
-        self._conn = conn
-        self._ready = True
-        self.connections += 1
-        log.info(
-            "connected to printer %s (%s) at %s:%d",
-            self._serial,
-            self._model.name if self._model else "unknown model",
-            self._host,
-            self._port,
-        )
-        return conn, lost
+                with contextlib.suppress(ValueError):
+                    self._full_waiters.remove(full)
+        got_full = not full.cancelled() and full.exception() is None
+        answered = version_waiter.future
+        got_version = answered.done() and answered.exception() is None
+        return got_full, got_version
 
     async def _pushall_gate(self) -> None:
         wait = self._last_pushall + self._pushall_interval - asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def _on_close(self, lost: asyncio.Future[BaseException | None], reason: BaseException | None) -> None:
-        """The transport's close callback: fail whatever waits on this connection, wake the supervisor."""
+    def _connection_lost(self, reason: BaseException | None) -> None:
+        """The link went down: fail whatever waits on it (commands, full reports)."""
         self._ready = False
         if self._closed:
             error: BambuError = NotConnectedError("the printer client was closed")
         else:
-            error = BambuConnectionError("the connection to the printer was lost")
+            error = BambuConnectionError(f"the connection to {self._link_name} was lost")
             error.__cause__ = reason
         for waiter in list(self._acks):
             if not waiter.future.done():
@@ -633,7 +531,7 @@ class Printer:
                     error
                     if self._closed
                     else BambuConnectionError(
-                        f"the connection to the printer was lost while waiting for the acknowledgement of "
+                        f"the connection to {self._link_name} was lost while waiting for the acknowledgement of "
                         f"{waiter.label}; the command may or may not have been carried out"
                     )
                 )
@@ -644,75 +542,6 @@ class Printer:
                 future.set_exception(error)
                 future.exception()
         self._full_waiters.clear()
-        if not lost.done():
-            lost.set_result(reason)
-
-    async def _supervise(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> None:
-        """Watch the connection (watchdog), and reconnect when it is lost."""
-        while True:
-            reason = await self._watch(conn, lost)
-            self._conn = None
-            self._ready = False
-            if self._closed:
-                return
-            log.warning("lost the connection to printer %s: %s", self._serial, reason or "closed")
-            self._emit(ConnectionLost(self._serial, reason, self._reconnect))
-            if not self._reconnect:
-                self._stop_for_good(NotConnectedError("the connection to the printer was lost (reconnect=False)"))
-                return
-            opened = await self._reconnect_loop()
-            if opened is None:
-                return
-            conn, lost = opened
-            self._emit(ConnectionRestored(self._serial, self.status))
-
-    async def _watch(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> BaseException | None:
-        loop = asyncio.get_running_loop()
-        interval = self._watchdog / 4
-        seen = self.messages
-        changed_at = loop.time()
-        nudged = False
-        while not lost.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await asyncio.shield(lost)
-            if lost.done():
-                break
-            now = loop.time()
-            if self.messages != seen:
-                seen, changed_at, nudged = self.messages, now, False
-                continue
-            silence = now - changed_at
-            if silence >= self._watchdog:
-                conn.abort(
-                    BambuTimeoutError(
-                        f"no message from the printer for {silence:.1f} s (watchdog {self._watchdog:g} s)"
-                    )
-                )
-            elif silence >= self._watchdog / 2 and not nudged:
-                nudged = True
-                log.debug("printer %s silent for %.1f s: sending pushing.start", self._serial, silence)
-                with contextlib.suppress(BambuError):
-                    conn.send(self._request_topic, _dumps(cmd.start_pushing(self._seq)))
-        return lost.result()
-
-    async def _reconnect_loop(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]] | None:
-        initial, maximum = self._backoff
-        attempt = 0
-        while not self._closed:
-            step = min(maximum, initial * 2 ** min(attempt, 30))
-            await asyncio.sleep(step * self._rng.uniform(0.5, 1.0))
-            attempt += 1
-            try:
-                return await self._open()
-            except AuthenticationError as exc:
-                log.error("printer %s refused the reconnect: %s; not retrying", self._serial, exc)
-                self._emit(ConnectionLost(self._serial, exc, False))
-                self._stop_for_good(exc)
-                return None
-            except BambuError as exc:
-                log.info("reconnect to printer %s failed (attempt %d): %s", self._serial, attempt, exc)
-        return None
 
     def _stop_for_good(self, error: BaseException) -> None:
         self._fatal = error
@@ -821,12 +650,24 @@ class Printer:
         if self._fatal is not None:
             raise self._fatal
 
-    def _usable(self) -> MqttConnection:
+    def _current_link(self) -> _Link | None:
+        """The link commands go through now (``None`` while there is none)."""
+        return None
+
+    def _outgoing(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A command as this link sends it (the cloud adds fields); the identity here."""
+        return request
+
+    def _silence_hint(self) -> str:
+        """Appended to "no answer" timeouts (the cloud explains an offline printer)."""
+        return ""
+
+    def _usable(self) -> _Link:
         self._check_open()
-        conn = self._conn
-        if conn is None or not self._ready or not conn.connected:
+        link = self._current_link()
+        if link is None or not self._ready or not link.connected:
             raise NotConnectedError("not connected to the printer (connecting or waiting to reconnect)")
-        return conn
+        return link
 
     def _with_sequence(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         missing = [
@@ -867,7 +708,9 @@ class Printer:
         except BambuError:
             raise
         except TimeoutError:
-            raise BambuTimeoutError(f"no full status report from the printer within {limit:g} s") from None
+            raise BambuTimeoutError(
+                f"no full status report from the printer within {limit:g} s{self._silence_hint()}"
+            ) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if shared.cancelled() and task is not None and not task.cancelling():
@@ -876,16 +719,16 @@ class Printer:
 
     async def _do_refresh(self) -> dict[str, Any]:
         await self._pushall_gate()
-        conn = self._usable()
+        link = self._usable()
         full = self._expect_full()
-        conn.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
+        link.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
         self._last_pushall = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self._command_timeout):
                 return await full
         except TimeoutError:
             raise BambuTimeoutError(
-                f"no full status report within {self._command_timeout:g} s of a pushall"
+                f"no full status report within {self._command_timeout:g} s of a pushall{self._silence_hint()}"
             ) from None
 
     def _check_ack(self, label: str, reply: dict[str, Any]) -> dict[str, Any]:
@@ -931,3 +774,267 @@ class Printer:
         shared = self._refreshing
         if shared is not None and not shared.done():
             shared.cancel()
+
+
+class Printer(BasePrinter):
+    """One printer on the LAN. See the module docstring for the whole contract.
+
+    ``ssl_context`` replaces the default verification (bundled Bambu CA chain); ``ca_file`` trusts
+    another CA instead; ``insecure=True`` turns verification off (a warning is logged).
+    ``model`` (a :class:`PrinterModel`, code or name) overrides detection. ``camera_port`` ``None``
+    means the model's default (6000 for the JPEG stream, 322 for RTSPS).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        serial: str,
+        access_code: str,
+        *,
+        port: int = 8883,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        insecure: bool = False,
+        model: PrinterModel | str | None = None,
+        command_timeout: float = 10.0,
+        ftps_port: int = 990,
+        camera_port: int | None = None,
+        watchdog: float = 30.0,
+        reconnect: bool = True,
+        pushall_interval: float = 3.0,
+        connect_timeout: float = 10.0,
+        keepalive: int = 30,
+        backoff: tuple[float, float] = (1.0, 60.0),
+    ) -> None:
+        if not isinstance(serial, str) or not serial.strip():
+            raise ValueError("serial must be the printer's serial number")
+        if not isinstance(access_code, str) or not access_code:
+            raise ValueError("access_code must be the printer's LAN access code (a non-empty str)")
+        if ssl_context is not None and (ca_file is not None or insecure):
+            raise ValueError("pass either ssl_context or ca_file/insecure, not both")
+        if command_timeout <= 0 or watchdog <= 0 or connect_timeout <= 0 or pushall_interval < 0:
+            raise ValueError("timeouts and the watchdog must be positive")
+        if backoff[0] <= 0 or backoff[1] < backoff[0]:
+            raise ValueError("backoff must be (initial > 0, maximum >= initial)")
+        super().__init__(serial, model=model, command_timeout=command_timeout, pushall_interval=pushall_interval)
+        self._host = host
+        self._access_code = access_code
+        self._port = port
+        if ssl_context is not None:
+            self._ssl_context = ssl_context
+        elif ca_file is not None:
+            self._ssl_context = printer_ssl_context(ca_file=ca_file, insecure=insecure)
+        else:
+            self._ssl_context = default_printer_context(insecure)
+        self._ftps_port = ftps_port
+        self._camera_port = camera_port
+        self._watchdog = watchdog
+        self._reconnect = reconnect
+        self._connect_timeout = connect_timeout
+        self._keepalive = keepalive
+        self._backoff = backoff
+        self._rng = random.Random()
+        self._conn: MqttConnection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._files: Any = None
+        self._camera: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Printer {self._model_name()} {self._serial} at {self._host}:{self._port} {self._repr_state()}>"
+
+    # ------------------------------------------------------------------ the interface others rely on
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def access_code(self) -> str:
+        """The LAN access code (for the FTPS and camera helpers). Never shown in ``repr``."""
+        return self._access_code
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context used for MQTT; FTPS and the camera use the same verification."""
+        return self._ssl_context
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def ftps_port(self) -> int:
+        return self._ftps_port
+
+    @property
+    def camera_port(self) -> int | None:
+        return self._camera_port
+
+    @property
+    def files(self) -> Any:
+        """FTPS access to the printer's storage (:class:`bambulab.files.PrinterFiles`)."""
+        if self._files is None:
+            self._files = importlib.import_module("bambulab.files").PrinterFiles(self)
+        return self._files
+
+    @property
+    def camera(self) -> Any:
+        """The printer's camera (:class:`bambulab.camera.Camera`)."""
+        if self._camera is None:
+            self._camera = importlib.import_module("bambulab.camera").Camera(self)
+        return self._camera
+
+    async def print_file(self, *args: Any, **kwargs: Any) -> Any:
+        """Upload (if needed) and print a file: see :func:`bambulab.printing.print_file`."""
+        return await importlib.import_module("bambulab.printing").print_file(self, *args, **kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> None:
+        """Connect and wait until ready. A failure raises at once (no retry on the first connect)."""
+        self._check_open()
+        if self._supervisor is not None:
+            return
+        conn, lost = await self._open()
+        self._supervisor = asyncio.create_task(self._supervise(conn, lost), name=f"bambulab-printer-{self._serial}")
+
+    async def _close_link(self) -> None:
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._conn = self._conn, None
+        self._ready = False
+        if conn is not None:
+            await conn.close()
+
+    async def _release(self) -> None:
+        # FTPS keeps a worker thread and the camera its streams: release them with the printer.
+        for helper in (self._files, self._camera):
+            if helper is not None:
+                with contextlib.suppress(Exception):
+                    await helper.close()
+
+    # ------------------------------------------------------------------ the LAN link
+
+    def _current_link(self) -> MqttConnection | None:
+        return self._conn
+
+    async def _open(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]]:
+        """One connection, made ready: connect, subscribe, get_version + pushall, full report."""
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[BaseException | None] = loop.create_future()
+        conn = MqttConnection(
+            self._host,
+            self._port,
+            on_message=self._on_message,
+            on_close=functools.partial(self._on_close, lost),
+            username=_USERNAME,
+            password=self._access_code,
+            ssl_context=self._ssl_context,
+            verify_peer=functools.partial(
+                check_peer_serial, serial=self._serial, where=f"{self._host}:{self._port}"
+            ),
+            keepalive=self._keepalive,
+            connect_timeout=self._connect_timeout,
+        )
+        try:
+            await conn.connect()
+            await conn.subscribe(self._report_topic, timeout=self._command_timeout)
+            got_full, got_version = await self._greet(conn)
+            if lost.done():
+                raise BambuConnectionError("the printer closed the connection while it was being set up")
+            if not got_full:
+                raise BambuTimeoutError(
+                    f"the printer sent no status report within {self._command_timeout:g} s of connecting"
+                )
+            if not got_version:
+                log.warning("printer %s did not answer get_version; the model is guessed from its serial", self._serial)
+        except BaseException:
+            conn.abort()
+            raise
+        self._conn = conn
+        self._ready = True
+        self.connections += 1
+        log.info(
+            "connected to printer %s (%s) at %s:%d",
+            self._serial,
+            self._model.name if self._model else "unknown model",
+            self._host,
+            self._port,
+        )
+        return conn, lost
+
+    def _on_close(self, lost: asyncio.Future[BaseException | None], reason: BaseException | None) -> None:
+        """The transport's close callback: fail whatever waits on this connection, wake the supervisor."""
+        self._connection_lost(reason)
+        if not lost.done():
+            lost.set_result(reason)
+
+    async def _supervise(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> None:
+        """Watch the connection (watchdog), and reconnect when it is lost."""
+        while True:
+            reason = await self._watch(conn, lost)
+            self._conn = None
+            self._ready = False
+            if self._closed:
+                return
+            log.warning("lost the connection to printer %s: %s", self._serial, reason or "closed")
+            self._emit(ConnectionLost(self._serial, reason, self._reconnect))
+            if not self._reconnect:
+                self._stop_for_good(NotConnectedError("the connection to the printer was lost (reconnect=False)"))
+                return
+            opened = await self._reconnect_loop()
+            if opened is None:
+                return
+            conn, lost = opened
+            self._emit(ConnectionRestored(self._serial, self.status))
+
+    async def _watch(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> BaseException | None:
+        loop = asyncio.get_running_loop()
+        interval = self._watchdog / 4
+        seen = self.messages
+        changed_at = loop.time()
+        nudged = False
+        while not lost.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await asyncio.shield(lost)
+            if lost.done():
+                break
+            now = loop.time()
+            if self.messages != seen:
+                seen, changed_at, nudged = self.messages, now, False
+                continue
+            silence = now - changed_at
+            if silence >= self._watchdog:
+                conn.abort(
+                    BambuTimeoutError(
+                        f"no message from the printer for {silence:.1f} s (watchdog {self._watchdog:g} s)"
+                    )
+                )
+            elif silence >= self._watchdog / 2 and not nudged:
+                nudged = True
+                log.debug("printer %s silent for %.1f s: sending pushing.start", self._serial, silence)
+                with contextlib.suppress(BambuError):
+                    conn.send(self._request_topic, _dumps(cmd.start_pushing(self._seq)))
+        return lost.result()
+
+    async def _reconnect_loop(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]] | None:
+        initial, maximum = self._backoff
+        attempt = 0
+        while not self._closed:
+            step = min(maximum, initial * 2 ** min(attempt, 30))
+            await asyncio.sleep(step * self._rng.uniform(0.5, 1.0))
+            attempt += 1
+            try:
+                return await self._open()
+            except AuthenticationError as exc:
+                log.error("printer %s refused the reconnect: %s; not retrying", self._serial, exc)
+                self._emit(ConnectionLost(self._serial, exc, False))
+                self._stop_for_good(exc)
+                return None
+            except BambuError as exc:
+                log.info("reconnect to printer %s failed (attempt %d): %s", self._serial, attempt, exc)
+        return None

@@ -1,6 +1,7 @@
 """A lean asyncio MQTT 3.1.1 client connection, with TLS done in-process over memory BIOs.
 
-One :class:`MqttConnection` is one TCP connection to a printer's broker: CONNECT/CONNACK,
+One :class:`MqttConnection` is one TCP connection to a printer's broker (or to the Bambu cloud
+broker, which one connection shares for all of an account's printers): CONNECT/CONNACK,
 SUBSCRIBE/SUBACK, PUBLISH in (QoS 0, 1 and 2) and out (QoS 0 and 1), PINGREQ/PINGRESP keepalive,
 DISCONNECT. It is not reusable: a reconnect is a new object (the caller owns reconnect policy,
 see :class:`bambulab.printer.Printer`). No threads, no task per connection, no task per message:
@@ -59,6 +60,7 @@ __all__ = [
     "CloseHandler",
     "MessageHandler",
     "MqttConnection",
+    "SubscriptionRefusedError",
     "connack_error",
     "encode_connect",
     "encode_publish",
@@ -167,6 +169,14 @@ def encode_subscribe(packet_id: int, topics: list[tuple[str, int]]) -> bytes:
     return b"\x82" + _length(len(body)) + body
 
 
+class SubscriptionRefusedError(BambuConnectionError):
+    """The broker answered a SUBSCRIBE with 0x80 (refused); the connection stays open."""
+
+    def __init__(self, message: str, *, topic: str) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+
 class _ProtocolViolation(BambuConnectionError):
     """The broker sent something that is not valid MQTT 3.1.1."""
 
@@ -180,6 +190,9 @@ class MqttConnection(asyncio.Protocol):
     :meth:`close`, else the reason (a :class:`~bambulab.exceptions.BambuError`).
     ``verify_peer(ssl_object)`` runs right after the TLS handshake (see
     :func:`bambulab.transports.tls.check_peer_serial`); raising a ``BambuError`` there aborts.
+    ``peer`` names the far end in error messages ("the printer", "the Bambu cloud broker");
+    ``refusal(code)`` makes the exception for a CONNACK that refuses the login (default
+    :func:`connack_error`, whose texts speak of a printer's access code).
     """
 
     __slots__ = (
@@ -205,9 +218,11 @@ class MqttConnection(asyncio.Protocol):
         "_out_bio",
         "_password",
         "_paused",
+        "_peer",
         "_pending",
         "_ping_sent",
         "_port",
+        "_refusal",
         "_server_hostname",
         "_ssl_context",
         "_sslobj",
@@ -235,6 +250,8 @@ class MqttConnection(asyncio.Protocol):
         keepalive: int = 30,
         connect_timeout: float = 10.0,
         max_packet_size: int = _DEFAULT_MAX_PACKET,
+        peer: str = "the printer",
+        refusal: Callable[[int], BambuError] = connack_error,
     ) -> None:
         if keepalive < 0 or keepalive > 0xFFFF:
             raise ValueError("keepalive must be 0..65535 seconds")
@@ -251,6 +268,8 @@ class MqttConnection(asyncio.Protocol):
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
         self._max_packet = max_packet_size
+        self._peer = peer
+        self._refusal = refusal
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.Transport | None = None
         self._sslobj: ssl.SSLObject | None = None
@@ -319,21 +338,21 @@ class MqttConnection(asyncio.Protocol):
                     await loop.create_connection(lambda: self, self._host, self._port)
                 except OSError as exc:
                     reason = exc.strerror or type(exc).__name__
-                    raise BambuConnectionError(f"cannot connect to the printer at {where}: {reason}") from exc
+                    raise BambuConnectionError(f"cannot connect to {self._peer} at {where}: {reason}") from exc
                 stage = "the TLS handshake"
                 await self._handshake
                 stage = "the MQTT CONNACK"
                 self._write(encode_connect(self._client_id, self._username, self._password, self._keepalive))
                 code = await self._connack
             if code != 0:
-                raise connack_error(code)
+                raise self._refusal(code)
         except BambuError:
             self._abort_quietly()
             raise
         except TimeoutError as exc:
             self._abort_quietly()
             raise BambuTimeoutError(
-                f"the printer at {where} did not answer {stage} within {self._connect_timeout:g} s"
+                f"{self._peer} at {where} did not answer {stage} within {self._connect_timeout:g} s"
             ) from exc
         except BaseException:
             self._abort_quietly()
@@ -344,7 +363,7 @@ class MqttConnection(asyncio.Protocol):
 
     async def subscribe(self, topic: str, qos: int = 0, *, timeout: float = 10.0) -> int:  # noqa: ASYNC109
         """Subscribe to one topic filter; returns the granted QoS. A refusal (0x80) raises
-        :class:`~bambulab.exceptions.BambuConnectionError`."""
+        :class:`SubscriptionRefusedError` (a :class:`~bambulab.exceptions.BambuConnectionError`)."""
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         packet_id, waiter = self._new_request()
@@ -352,7 +371,7 @@ class MqttConnection(asyncio.Protocol):
         body = await self._await_reply(packet_id, waiter, timeout, f"SUBACK for {topic}")
         granted = body[2] if len(body) > 2 else 0x80
         if granted == 0x80:
-            raise BambuConnectionError(f"the printer refused the subscription to {topic!r}")
+            raise SubscriptionRefusedError(f"{self._peer} refused the subscription to {topic!r}", topic=topic)
         return granted
 
     async def publish(
@@ -464,7 +483,7 @@ class MqttConnection(asyncio.Protocol):
             self._eof()
             return
         except ssl.SSLError as exc:
-            self.abort(BambuConnectionError(f"TLS error from the printer: {exc.reason or exc}"))
+            self.abort(BambuConnectionError(f"TLS error from {self._peer}: {exc.reason or exc}"))
             return
         if self._out_bio is not None and self._out_bio.pending:
             self._flush()
@@ -482,7 +501,7 @@ class MqttConnection(asyncio.Protocol):
             self._keepalive_handle = None
         reason = self._close_reason
         if reason is None and previous != _CLOSING:
-            reason = BambuConnectionError("the printer closed the connection")
+            reason = BambuConnectionError(f"{self._peer} closed the connection")
             if exc is not None:
                 reason.__cause__ = exc
         lost = reason if reason is not None else BambuConnectionError("the connection was closed")
@@ -532,14 +551,14 @@ class MqttConnection(asyncio.Protocol):
             self._flush()
             self._fail_handshake(
                 PrinterCertificateError(
-                    f"the printer's TLS certificate did not verify ({exc.verify_message}): it is not signed "
+                    f"{self._peer}'s TLS certificate did not verify ({exc.verify_message}): it is not signed "
                     "by the trusted CA. Pass ca_file= for a custom CA, or insecure=True to skip the check"
                 )
             )
             return False
         except (ssl.SSLError, OSError) as exc:
             self._flush()
-            self._fail_handshake(BambuConnectionError(f"TLS handshake with the printer failed: {exc}"))
+            self._fail_handshake(BambuConnectionError(f"TLS handshake with {self._peer} failed: {exc}"))
             return False
         self._flush()
         if self._verify_peer is not None:
@@ -574,7 +593,7 @@ class MqttConnection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
-            raise NotConnectedError("the MQTT connection to the printer is closed")
+            raise NotConnectedError(f"the MQTT connection to {self._peer} is closed")
         sslobj = self._sslobj
         if sslobj is None:
             transport.write(data)
@@ -583,14 +602,14 @@ class MqttConnection(asyncio.Protocol):
                 sslobj.write(data)
             except ssl.SSLError as exc:
                 self.abort(BambuConnectionError(f"TLS error while sending: {exc.reason or exc}"))
-                raise NotConnectedError("the MQTT connection to the printer is closed") from exc
+                raise NotConnectedError(f"the MQTT connection to {self._peer} is closed") from exc
             self._flush()
         assert self._loop is not None
         self._last_tx = self._loop.time()
 
     def _require_connected(self) -> None:
         if self._state != _CONNECTED:
-            raise NotConnectedError("the MQTT connection to the printer is not open")
+            raise NotConnectedError(f"the MQTT connection to {self._peer} is not open")
 
     def _new_request(self) -> tuple[int, asyncio.Future[bytes]]:
         self._require_connected()
@@ -610,7 +629,7 @@ class MqttConnection(asyncio.Protocol):
             async with asyncio.timeout(limit):
                 return await waiter
         except TimeoutError as exc:
-            raise BambuTimeoutError(f"no {what} from the printer within {limit:g} s") from exc
+            raise BambuTimeoutError(f"no {what} from {self._peer} within {limit:g} s") from exc
         finally:
             if self._pending.get(packet_id) is waiter:
                 del self._pending[packet_id]
@@ -625,7 +644,7 @@ class MqttConnection(asyncio.Protocol):
             async with asyncio.timeout(limit):
                 await asyncio.shield(self._drain_waiter)
         except TimeoutError as exc:
-            raise BambuTimeoutError(f"the printer did not read what was sent within {limit:g} s") from exc
+            raise BambuTimeoutError(f"{self._peer} did not read what was sent within {limit:g} s") from exc
 
     # ------------------------------------------------------------------ keepalive
 
@@ -643,7 +662,7 @@ class MqttConnection(asyncio.Protocol):
         if self._ping_sent is not None:
             if now - self._ping_sent >= self._keepalive:
                 self.abort(
-                    BambuTimeoutError(f"the printer did not answer a keepalive ping within {self._keepalive} s")
+                    BambuTimeoutError(f"{self._peer} did not answer a keepalive ping within {self._keepalive} s")
                 )
                 return
         elif now - self._last_tx >= self._keepalive * 0.75:
