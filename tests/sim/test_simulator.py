@@ -40,3 +40,23 @@ async def test_add_before_start_and_duplicates_are_clear_errors() -> None:
             sim.printer(printer.serial)
     with pytest.raises(SimulatorError, match="time_scale"):
         Simulator(time_scale=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_default_printers_with_an_ams_have_pla_in_the_first_slot(seed: int) -> None:
+    import random
+
+    from bambulab.protocol.models import MODELS, AmsKind
+    from bambulab.sim.payloads import default_dynamic
+
+    for model in MODELS:
+        dyn = default_dynamic(model, rng=random.Random(seed))
+        if model.ams is AmsKind.NONE or not dyn.ams:
+            continue
+        first = dyn.ams[0].trays[0]
+        assert first.loaded
+        assert first.material == "PLA"
+        # the rest stays varied across seeds and slots
+    materials = {t.material for s in range(20) for u in default_dynamic(MODELS[0], rng=random.Random(s)).ams
+                 for t in u.trays}
+    assert len(materials) > 2

@@ -1345,8 +1345,11 @@ def _default_units(model: PrinterModel, rng: random.Random) -> list[AmsUnit]:
     units: list[AmsUnit] = []
     for unit_id in range(count):
         lite = kind is AmsKind.AMS_LITE
+        choices = _LITE_FILAMENTS if lite else _FILAMENTS
         trays = [
-            _random_tray(rng, slot, _LITE_FILAMENTS if lite else _FILAMENTS, bbl=rng.random() < 0.8)
+            # Slot 1 of the first unit always holds PLA Basic (what most printers have loaded), so a
+            # sliced PLA job can be auto-mapped on any default virtual printer; the rest is random.
+            _random_tray(rng, slot, choices[:1] if unit_id == 0 and slot == 0 else choices, bbl=rng.random() < 0.8)
             for slot in range(4)
         ]
         level = rng.randint(3, 5)
