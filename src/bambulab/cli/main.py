@@ -53,11 +53,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from bambulab.cli import lan
+    from bambulab.cli import cloud, lan
     from bambulab.cli.sim import sim
 
     cli.add_command(sim)
     lan.register(cli)
+    cloud.register(cli)
 
 
 _register()
