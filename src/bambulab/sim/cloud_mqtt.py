@@ -16,15 +16,14 @@ Publishing to a topic the account may not use is dropped silently (the connectio
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
+
+from bambulab.sim.mqtt import BrokerService, TlsBroker, tls_listener_config
 
 if TYPE_CHECKING:
     from bambulab.sim.ca import LeafCertificate
@@ -107,21 +106,14 @@ _PLUGIN_PATHS: dict[str, dict[str, Any]] = {
 _plugin_namespaces = 0
 
 
-class _CloudBroker(Broker):
+class _CloudBroker(TlsBroker):
     """amqtt's broker with the cloud's TLS context and its request-topic subscription rule."""
 
     def __init__(self, config: dict[str, Any], *, cloud: FakeCloud, ssl_context: ssl.SSLContext) -> None:
         global _plugin_namespaces
         _plugin_namespaces += 1
-        super().__init__(config, plugin_namespace=f"bambulab.sim.cloud.{_plugin_namespaces}")
-        self._ssl_context = ssl_context
-        for plugin in self.plugins_manager.plugins:
-            if isinstance(plugin, CloudAuthPlugin | CloudTopicPlugin | CloudRelayPlugin):
-                plugin.cloud = cloud
-
-    # amqtt calls this as self._create_ssl_context(listener); no client certificates are asked for.
-    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
-        return self._ssl_context
+        super().__init__(config, ssl_context=ssl_context, plugin_namespace=f"bambulab.sim.cloud.{_plugin_namespaces}")
+        self.bind_plugins((CloudAuthPlugin, CloudTopicPlugin, CloudRelayPlugin), cloud=cloud)
 
     async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
         topic_filter, qos = subscription
@@ -133,20 +125,8 @@ class _CloudBroker(Broker):
             return min(qos, 1)
         return int(await super().add_subscription(subscription, session))
 
-    def connected_sessions(self) -> list[Any]:
-        return [s for s, _ in self._sessions.values() if s.transitions.is_connected()]
 
-    async def close_all_clients(self) -> None:
-        for session, handler in list(self._sessions.values()):
-            if not session.transitions.is_connected():
-                continue
-            writer = getattr(handler, "writer", None)
-            transport = getattr(getattr(writer, "_writer", None), "transport", None)
-            if transport is not None:
-                transport.abort()
-
-
-class CloudMqttService:
+class CloudMqttService(BrokerService):
     """The cloud broker on TLS; :meth:`publish` sends a payload to a device's report topic."""
 
     def __init__(self, cloud: FakeCloud, cert: LeafCertificate, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -154,56 +134,13 @@ class CloudMqttService:
         self._cert = cert
         self._host = host
         self._port = port
-        self._broker: _CloudBroker | None = None
+        self._broker: TlsBroker | None = None
         self.published = 0
 
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def client_count(self) -> int:
-        return len(self._broker.connected_sessions()) if self._broker else 0
-
-    async def start(self) -> None:
-        if self._broker is not None:
-            return
-        certfile, keyfile = self._cert.write_files()
-        config = {
-            "listeners": {
-                "default": {
-                    "type": "tcp",
-                    "bind": f"{self._host}:{self._port}",
-                    "ssl": True,
-                    # amqtt's schema checks these exist; the context it uses is ours (see above).
-                    "certfile": certfile,
-                    "keyfile": keyfile,
-                }
-            },
-            "plugins": _PLUGIN_PATHS,
-        }
-        broker = _CloudBroker(config, cloud=self._cloud, ssl_context=self._cert.server_context())
-        await broker.start()
-        self._port = broker._servers["default"].instance.sockets[0].getsockname()[1]
-        self._broker = broker
-
-    async def stop(self) -> None:
-        broker, self._broker = self._broker, None
-        if broker is None:
-            return
-        await broker.close_all_clients()
-        with contextlib.suppress(Exception):
-            await broker.shutdown()
-
-    async def drop_clients(self) -> None:
-        if self._broker is not None:
-            await self._broker.close_all_clients()
+    def _make_broker(self) -> TlsBroker:
+        config = tls_listener_config(self._host, self._port, self._cert, _PLUGIN_PATHS)
+        return _CloudBroker(config, cloud=self._cloud, ssl_context=self._cert.server_context())
 
     async def publish(self, serial: str, payload: dict[str, Any] | bytes) -> None:
         """Publish to ``device/{serial}/report`` at QoS 0."""
-        broker = self._broker
-        if broker is None:
-            return
-        data = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
-        self.published += 1
-        await broker.internal_message_broadcast(f"device/{serial}/report", data, 0)
+        await self._broadcast(f"device/{serial}/report", payload)

@@ -27,10 +27,11 @@ from amqtt.contexts import Action
 from amqtt.mqtt.connack import SERVER_UNAVAILABLE, ConnackPacket
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
 
+from bambulab.sim.ca import LeafCertificate
 from bambulab.sim.config import MaxClientsMode, Quirks
 from bambulab.sim.service import PrinterHandle, Service
 
-__all__ = ["MqttService"]
+__all__ = ["BrokerService", "MqttService", "TlsBroker", "tls_listener_config"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,117 @@ _PLUGIN_PATHS: dict[str, dict[str, Any]] = {
 }
 
 
-class _PrinterBroker(Broker):
+class TlsBroker(Broker):
+    """amqtt's broker serving our own TLS context, able to list and drop its clients.
+
+    Shared by a virtual printer's broker and the fake cloud's broker.
+    """
+
+    def __init__(self, config: dict[str, Any], *, ssl_context: ssl.SSLContext, plugin_namespace: str) -> None:
+        super().__init__(config, plugin_namespace=plugin_namespace)
+        self._ssl_context = ssl_context
+
+    # amqtt calls this as self._create_ssl_context(listener): no client certificates are asked
+    # for, and TLS 1.2 and 1.3 are accepted.
+    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
+        return self._ssl_context
+
+    def bind_plugins(self, kinds: tuple[type, ...], **attributes: Any) -> None:
+        """Give the plugins of these classes what they need (amqtt builds them from config)."""
+        for plugin in self.plugins_manager.plugins:
+            if isinstance(plugin, kinds):
+                for name, value in attributes.items():
+                    setattr(plugin, name, value)
+
+    def connected_sessions(self) -> list[tuple[Any, Any]]:
+        return [
+            (session, handler)
+            for session, handler in self._sessions.values()
+            if session.transitions.is_connected()
+        ]
+
+    async def close_client(self, client_id: str) -> None:
+        entry = self._sessions.get(client_id)
+        if entry is None:
+            return
+        _, handler = entry
+        writer = getattr(handler, "writer", None)
+        transport = getattr(getattr(writer, "_writer", None), "transport", None)
+        if transport is not None:
+            transport.abort()
+        elif writer is not None:
+            with contextlib.suppress(Exception):
+                await writer.close()
+
+    async def close_all_clients(self) -> None:
+        for session, _ in self.connected_sessions():
+            await self.close_client(session.client_id)
+
+
+def tls_listener_config(host: str, port: int, cert: LeafCertificate, plugins: dict[str, Any]) -> dict[str, Any]:
+    """amqtt configuration for one TLS listener (its schema wants the files to exist)."""
+    certfile, keyfile = cert.write_files()
+    return {
+        "listeners": {
+            "default": {"type": "tcp", "bind": f"{host}:{port}", "ssl": True, "certfile": certfile, "keyfile": keyfile}
+        },
+        "plugins": plugins,
+    }
+
+
+class BrokerService:
+    """Start, stop and drop the clients of one :class:`TlsBroker` on a fixed host and port."""
+
+    _broker: TlsBroker | None = None
+    _host: str = "127.0.0.1"
+    _port: int = 0
+    published: int = 0
+
+    def _make_broker(self) -> TlsBroker:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._broker is not None
+
+    @property
+    def client_count(self) -> int:
+        return len(self._broker.connected_sessions()) if self._broker else 0
+
+    async def start(self) -> None:
+        if self._broker is not None:
+            return
+        broker = self._make_broker()
+        await broker.start()
+        self._port = broker._servers["default"].instance.sockets[0].getsockname()[1]
+        self._broker = broker
+
+    async def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is None:
+            return
+        await broker.close_all_clients()
+        with contextlib.suppress(Exception):
+            await broker.shutdown()
+
+    async def drop_clients(self) -> None:
+        if self._broker is not None:
+            await self._broker.close_all_clients()
+
+    async def _broadcast(self, topic: str, payload: dict[str, Any] | bytes) -> None:
+        broker = self._broker
+        if broker is None:
+            return
+        data = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+        self.published += 1
+        await broker.internal_message_broadcast(topic, data, 0)
+
+
+class _PrinterBroker(TlsBroker):
     """amqtt's broker with a real printer's connection quirks."""
 
     def __init__(
@@ -132,28 +243,13 @@ class _PrinterBroker(Broker):
         quirks: Quirks,
         ssl_context: ssl.SSLContext,
     ) -> None:
-        super().__init__(config, plugin_namespace=f"bambulab.sim.{binding.serial}")
+        super().__init__(config, ssl_context=ssl_context, plugin_namespace=f"bambulab.sim.{binding.serial}")
         self._binding = binding
         self._quirks = quirks
-        self._ssl_context = ssl_context
         self.stalled = False
         self.login_attempts = 0  # CONNECTs that reached authentication, accepted or not
         self._connect_order: list[str] = []  # client ids, oldest first
-        for plugin in self.plugins_manager.plugins:
-            if isinstance(plugin, BambuAuthPlugin | BambuTopicPlugin | BambuRequestPlugin):
-                plugin.binding = binding
-
-    # amqtt calls this as self._create_ssl_context(listener): a printer does not ask for client
-    # certificates and accepts TLS 1.2 and 1.3.
-    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
-        return self._ssl_context
-
-    def connected_sessions(self) -> list[tuple[Any, Any]]:
-        return [
-            (session, handler)
-            for session, handler in self._sessions.values()
-            if session.transitions.is_connected()
-        ]
+        self.bind_plugins((BambuAuthPlugin, BambuTopicPlugin, BambuRequestPlugin), binding=binding)
 
     async def _handle_client_session(
         self, reader: Any, writer: Any, client_session: Any, handler: Any, server: Any, listener_name: str
@@ -224,23 +320,6 @@ class _PrinterBroker(Broker):
             return min(qos, 1)  # granted, but never registered: the client hears nothing
         return int(await super().add_subscription(subscription, session))
 
-    async def close_client(self, client_id: str) -> None:
-        entry = self._sessions.get(client_id)
-        if entry is None:
-            return
-        _, handler = entry
-        writer = getattr(handler, "writer", None)
-        transport = getattr(getattr(writer, "_writer", None), "transport", None)
-        if transport is not None:
-            transport.abort()
-        elif writer is not None:
-            with contextlib.suppress(Exception):
-                await writer.close()
-
-    async def close_all_clients(self) -> None:
-        for session, _ in self.connected_sessions():
-            await self.close_client(session.client_id)
-
     def set_stalled(self, stalled: bool) -> None:
         """Stop (or resume) reading from every connected client; publishing is stopped by the owner."""
         self.stalled = stalled
@@ -255,7 +334,7 @@ class _PrinterBroker(Broker):
                     transport.resume_reading()
 
 
-class MqttService(Service):
+class MqttService(BrokerService, Service):
     """One printer's MQTT broker on TLS.
 
     ``on_request`` is awaited with the raw payload of every message a client publishes to the
@@ -280,22 +359,16 @@ class MqttService(Service):
         self._ssl: ssl.SSLContext | None = None
         self.published = 0
 
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def running(self) -> bool:
-        return self._broker is not None
+    def _make_broker(self) -> _PrinterBroker:
+        if self._ssl is None:
+            self._ssl = self._handle.tls.server_context()
+        config = tls_listener_config(self._host, self._port, self._handle.tls, _PLUGIN_PATHS)
+        return _PrinterBroker(config, binding=self._binding, quirks=self._quirks, ssl_context=self._ssl)
 
     @property
     def login_attempts(self) -> int:
         """How many MQTT logins (right or wrong) this printer has seen since it started."""
         return self._broker.login_attempts if self._broker else 0
-
-    @property
-    def client_count(self) -> int:
-        return len(self._broker.connected_sessions()) if self._broker else 0
 
     @property
     def stalled(self) -> bool:
@@ -306,48 +379,8 @@ class MqttService(Service):
         if self._broker is not None:
             self._broker.set_stalled(value)
 
-    async def start(self) -> None:
-        if self._broker is not None:
-            return
-        if self._ssl is None:
-            self._ssl = self._handle.tls.server_context()
-        certfile, keyfile = self._handle.tls.write_files()
-        config = {
-            "listeners": {
-                "default": {
-                    "type": "tcp",
-                    "bind": f"{self._host}:{self._port}",
-                    "ssl": True,
-                    # amqtt's schema checks these exist; the context it uses is ours (see above).
-                    "certfile": certfile,
-                    "keyfile": keyfile,
-                }
-            },
-            "plugins": _PLUGIN_PATHS,
-        }
-        broker = _PrinterBroker(config, binding=self._binding, quirks=self._quirks, ssl_context=self._ssl)
-        await broker.start()
-        server = broker._servers["default"].instance
-        self._port = server.sockets[0].getsockname()[1]
-        self._broker = broker
-
-    async def stop(self) -> None:
-        broker, self._broker = self._broker, None
-        if broker is None:
-            return
-        await broker.close_all_clients()
-        with contextlib.suppress(Exception):
-            await broker.shutdown()
-
-    async def drop_clients(self) -> None:
-        if self._broker is not None:
-            await self._broker.close_all_clients()
-
     async def publish(self, payload: dict[str, Any] | bytes) -> None:
         """Publish to ``device/{serial}/report`` at QoS 0 (nothing is sent while stalled)."""
-        broker = self._broker
-        if broker is None or broker.stalled:
+        if self._broker is None or self._broker.stalled:
             return
-        data = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
-        self.published += 1
-        await broker.internal_message_broadcast(self._binding.report_topic, data, 0)
+        await self._broadcast(self._binding.report_topic, payload)
