@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import proc_cpu_seconds
 from _peers import third_party_python
 
 BENCH_DIR = Path(__file__).resolve().parent
 MARKER = "BENCH-RESULT "
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class SimCpu:
@@ -49,11 +49,7 @@ class SimCpu:
         self.pid = pid
 
     def __call__(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu_seconds(self.pid)
 
 
 @dataclass

@@ -33,16 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import proc_rss_bytes
 from _peers import third_party_python
 
 BENCH_DIR = Path(__file__).resolve().parent
 MARKER = "FARM-RESULT "
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_bytes() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
 
 
 def cpu_seconds() -> float:
@@ -64,7 +59,7 @@ async def run_ours(n: int, port: int, code: str, seconds: float) -> dict[str, An
     from bambulab.events import StateChanged
     from bambulab.printer import Printer
 
-    rss0 = rss_bytes()
+    rss0 = proc_rss_bytes()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -105,7 +100,7 @@ async def run_ours(n: int, port: int, code: str, seconds: float) -> dict[str, An
     await asyncio.sleep(seconds)
     c1, n1, w1 = cpu_seconds(), counter["n"], time.monotonic()
     measuring["on"] = False
-    rss = rss_bytes()
+    rss = proc_rss_bytes()
     for task in consumers:
         task.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)

@@ -48,21 +48,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import proc_cpu_seconds
 from _peers import third_party_python
 
 BENCH_DIR = Path(__file__).resolve().parent
 MARKER = "BENCH-RESULT "
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BIG_BLOCK = 256 * 1024
 
 
-def sim_cpu(pid: int) -> float:
-    """CPU seconds the simulator process has used (Linux /proc), to see who is the bottleneck."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+sim_cpu = proc_cpu_seconds  # the simulator process's CPU seconds, to see who is the bottleneck
 
 
 @dataclass

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from _common import read_packet, remaining_length
 from bambulab.protocol.models import model_by_code
 from bambulab.sim import payloads
 from bambulab.sim.ca import SimCA
@@ -34,18 +35,9 @@ from bambulab.sim.ca import SimCA
 ACCESS_CODE = "12345678"
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def publish_frame(topic: bytes, payload: bytes) -> bytes:
     body = struct.pack("!H", len(topic)) + topic + payload
-    return b"\x30" + _remaining_length(len(body)) + body
+    return b"\x30" + remaining_length(len(body)) + body
 
 
 @dataclass
@@ -89,15 +81,7 @@ class FarmLoad:
         conn = Conn(writer=writer)
         try:
             while True:
-                header = (await reader.readexactly(1))[0]
-                mult, length = 1, 0
-                while True:
-                    b = (await reader.readexactly(1))[0]
-                    length += (b & 0x7F) * mult
-                    if not b & 0x80:
-                        break
-                    mult *= 128
-                body = await reader.readexactly(length) if length else b""
+                header, body = await read_packet(reader)
                 kind = header >> 4
                 if kind == 1:  # CONNECT: check the password (last field)
                     ok = ACCESS_CODE.encode() in body[-(len(ACCESS_CODE) + 2):]

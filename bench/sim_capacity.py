@@ -18,40 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import ssl
 import struct
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(s: str) -> bytes:
-    data = s.encode()
-    return struct.pack("!H", len(data)) + data
+from _common import mqtt_string as _string
+from _common import proc_cpu_seconds, proc_rss_bytes, read_packet
+from _common import remaining_length as _remaining_length
 
 
 def connect_packet(client_id: str, user: str, password: str, keepalive: int = 60) -> bytes:
@@ -69,18 +45,6 @@ def subscribe_packet(topic: str, packet_id: int = 1) -> bytes:
 def publish_packet(topic: str, payload: bytes) -> bytes:
     body = _string(topic) + payload
     return bytes([0x30]) + _remaining_length(len(body)) + body
-
-
-async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    header = (await reader.readexactly(1))[0]
-    multiplier, length = 1, 0
-    while True:
-        byte = (await reader.readexactly(1))[0]
-        length += (byte & 0x7F) * multiplier
-        if not byte & 0x80:
-            break
-        multiplier *= 128
-    return header, await reader.readexactly(length)
 
 
 @dataclass
