@@ -6,8 +6,9 @@ It binds a single UDP socket on ``listen`` (``(host, port)``) and uses it both w
 does:
 
 * every ``interval`` seconds (and once right after :meth:`SsdpService.start`) it sends one
-  ``NOTIFY`` per announced printer to ``target`` — from the bound port, so with the defaults the
-  datagrams leave port 2021 for ``255.255.255.255:2021`` exactly like a real printer's;
+  ``NOTIFY`` per announced printer to ``target`` — from the bound port. The defaults keep
+  everything on this machine (127.0.0.1:2021 both ways); pass ``listen=("0.0.0.0", 2021)`` and
+  ``target=("255.255.255.255", 2021)`` to announce on the real network exactly like a printer;
 * it answers each ``M-SEARCH`` whose ``MAN`` is ``"ssdp:discover"`` and whose ``ST`` is
   ``urn:bambulab-com:device:3dprinter:1`` or ``ssdp:all`` with one ``HTTP/1.1 200 OK`` per
   announced printer, sent to the requester's address and port. Other datagrams are ignored.
@@ -119,8 +120,8 @@ class SsdpService:
         self,
         announcements: AnnouncementSource | None = None,
         *,
-        listen: tuple[str, int] | None = ("0.0.0.0", SSDP_PORT),  # noqa: S104 - like a printer
-        target: tuple[str, int] | None = (BROADCAST_ADDRESS, SSDP_PORT),
+        listen: tuple[str, int] | None = ("127.0.0.1", SSDP_PORT),
+        target: tuple[str, int] | None = ("127.0.0.1", SSDP_PORT),
         interval: float = 5.0,
         broadcast: bool | None = None,
         reuse_address: bool = False,
