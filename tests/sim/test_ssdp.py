@@ -431,4 +431,4 @@ def test_invalid_configuration() -> None:
     service = SsdpService(target=None)
     with pytest.raises(ValueError, match="interval"):
         service.interval = -1.0
-    assert service.address == ("0.0.0.0", 2021)  # noqa: S104 - the real printer's default
+    assert service.address == ("127.0.0.1", 2021)  # stays on this machine unless told otherwise
