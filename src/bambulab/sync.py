@@ -34,8 +34,9 @@ from bambulab.protocol.models import CameraKind, PrinterModel, model_by_code, mo
 
 if TYPE_CHECKING:
     from bambulab.camera import Camera
+    from bambulab.cloud.mqtt import CloudConnection
     from bambulab.files import PrinterFiles
-    from bambulab.printer import Printer
+    from bambulab.printer import BasePrinter, Printer
 
 __all__ = [
     "JPEGFrameStream",
@@ -121,16 +122,22 @@ class _Closing:
 
 
 class MQTTClient(_Closing):
-    """Monitor and control one printer.
+    """Monitor and control one printer, on the LAN or through the Bambu cloud.
 
     On the LAN give ``host`` (the printer's address) and the access code as ``access_token``;
     ``username`` is ignored there (the printer's user is always ``bblp``)::
 
         client = MQTTClient("bblp", "12345678", "01P00A123456789", on_message=print, host="192.168.1.50")
 
+    Without ``host`` it goes through Bambu's cloud broker (``region`` ``"global"`` or ``"china"``):
+    ``username`` is the account's uid (``"u_1234567"`` or ``"1234567"``; an empty one is read from
+    a JWT-shaped token) and ``access_token`` the cloud access token::
+
+        client = MQTTClient("u_1234567", token, "01P00A123456789", on_message=print)
+
+    ``broker_host``, ``port`` and ``ssl_context`` replace the cloud broker (tests use a fake one).
     ``on_message(device_id, data)`` is called (from a background thread) with every report, and
-    :meth:`get_last_data` returns the merged state. The cloud variant (no ``host``) talks to Bambu's
-    cloud broker and needs the cloud client.
+    :meth:`get_last_data` returns the merged state. Either way the same methods work.
     """
 
     def __init__(
@@ -147,6 +154,8 @@ class MQTTClient(_Closing):
         ssl_context: ssl.SSLContext | None = None,
         insecure: bool = False,
         timeout: float = 30.0,
+        region: str = "global",
+        broker_host: str | None = None,
     ) -> None:
         self.username = username
         self.ftps_port = ftps_port
@@ -159,33 +168,28 @@ class MQTTClient(_Closing):
         self._ssl_context = ssl_context
         self._insecure = insecure
         self.timeout = timeout
-        self._printer: Printer | None = None
+        self.region = region
+        self.broker_host = broker_host
+        self._printer: BasePrinter | None = None
+        self._cloud: CloudConnection | None = None
         self._pump: concurrent.futures.Future[None] | None = None
 
     def __repr__(self) -> str:
-        where = f"{self.host}:{self.port}" if self.host else "cloud"
+        where = f"{self.host}:{self.port}" if self.host else f"cloud {self.broker_host or self.region}"
         return f"<MQTTClient {self.device_id} {where}{' connected' if self._printer else ''}>"
 
     @property
-    def printer(self) -> Printer:
-        """The async :class:`~bambulab.printer.Printer` underneath (for the full API)."""
+    def printer(self) -> BasePrinter:
+        """The async printer underneath (for the full API): a :class:`~bambulab.printer.Printer` on
+        the LAN, a :class:`~bambulab.cloud.mqtt.CloudPrinter` through the cloud."""
         if self._printer is None:
             raise NotConnectedError("call connect() first")
         return self._printer
 
     def connect(self, blocking: bool = False) -> MQTTClient:
         """Connect, subscribe and fetch the full state. With ``blocking`` wait until interrupted."""
-        if self.host is None:
-            raise UnsupportedError(
-                "cloud MQTT needs the cloud client (bambulab.cloud); pass host= to talk to the printer on the LAN"
-            )
         if self._printer is None:
-            from bambulab.printer import Printer
-
-            printer = Printer(self.host, self.device_id, self._secret, port=self.port,
-                              ftps_port=self.ftps_port, camera_port=self.camera_port,
-                              ssl_context=self._ssl_context, insecure=self._insecure)
-            _run(printer.connect(), self.timeout)
+            printer = self._connect_lan() if self.host is not None else self._connect_cloud()
             self._printer = printer
             if self.on_message is not None:
                 self._pump = asyncio.run_coroutine_threadsafe(self._deliver(printer), _LoopThread.get().loop)
@@ -195,7 +199,41 @@ class MQTTClient(_Closing):
             self.disconnect()
         return self
 
-    async def _deliver(self, printer: Printer) -> None:
+    def _connect_lan(self) -> Printer:
+        from bambulab.printer import Printer
+
+        assert self.host is not None
+        printer = Printer(self.host, self.device_id, self._secret, port=self.port,
+                          ftps_port=self.ftps_port, camera_port=self.camera_port,
+                          ssl_context=self._ssl_context, insecure=self._insecure)
+        _run(printer.connect(), self.timeout)
+        return printer
+
+    def _connect_cloud(self) -> BasePrinter:
+        from bambulab.cloud.mqtt import CloudConnection, uid_from_token
+
+        if self._insecure:
+            raise ValueError("insecure=True is for a printer's own certificate; the cloud broker's is always verified")
+        name = (self.username or "").strip()
+        uid = name[2:] if name.startswith("u_") else name
+        if uid and not uid.isdigit():
+            raise ValueError(
+                "for the cloud, username must be the account's uid ('u_1234567' or '1234567'), not "
+                "a login name; pass host= to talk to the printer on the LAN"
+            )
+        if not uid and uid_from_token(self._secret) is None:
+            raise ValueError("for the cloud, pass the account's uid as username ('u_1234567')")
+        cloud = CloudConnection(self._secret, uid=uid or None, devices=[self.device_id], region=self.region,
+                                host=self.broker_host, port=self.port, ssl_context=self._ssl_context)
+        try:
+            _run(cloud.connect(), self.timeout)
+        except BaseException:
+            _run(cloud.close(), self.timeout)
+            raise
+        self._cloud = cloud
+        return cloud.printer(self.device_id)
+
+    async def _deliver(self, printer: BasePrinter) -> None:
         from bambulab.events import StateChanged
 
         callback = self.on_message
@@ -206,11 +244,14 @@ class MQTTClient(_Closing):
 
     def disconnect(self) -> None:
         printer, self._printer = self._printer, None
+        cloud, self._cloud = self._cloud, None
         if self._pump is not None:
             self._pump.cancel()
             self._pump = None
         if printer is not None:
             _run(printer.close(), self.timeout)
+        if cloud is not None:
+            _run(cloud.close(), self.timeout)
 
     def publish(self, command: dict[str, Any]) -> dict[str, Any]:
         """Send a command (``{"print": {...}}``) and return the printer's acknowledgement."""
@@ -386,7 +427,11 @@ def upload_and_print(
         mqtt_client = MQTTClient("bblp", access_code, serial, host=printer_ip, ssl_context=ssl_context)
         mqtt_client.connect()
     try:
+        from bambulab.printer import Printer
+
         printer = mqtt_client.printer
+        if not isinstance(printer, Printer):
+            raise UnsupportedError("upload_and_print needs a LAN MQTTClient (host=): files go to the printer over FTPS")
         job = _run(printer.print_file(Path(file_path), plate=plate, ams_mapping=ams_mapping, use_ams=use_ams,
                                       **options), timeout)
         remote = getattr(job, "remote_path", None) or f"/{Path(file_path).name}"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bambulab import sync
-from bambulab.exceptions import AuthenticationError, UnsupportedError
+from bambulab.exceptions import AuthenticationError
 from bambulab.sim import Simulator, VirtualPrinter
 from bambulab.sim.demo import demo_project
 
@@ -80,8 +80,9 @@ def test_mqtt_client_wrong_code_and_cloud_without_host(simloop: SimLoop) -> None
     with pytest.raises(AuthenticationError) as info:
         bad.connect()
     assert "00000000" not in str(info.value)
-    with pytest.raises(UnsupportedError, match="cloud"):
-        sync.MQTTClient("u_1", "token", printer.serial).connect()
+    # Without host= it is the cloud path, which needs the account's uid (checked before any network use).
+    with pytest.raises(ValueError, match="uid"):
+        sync.MQTTClient("bblp", "token", printer.serial).connect()
 
 
 def test_local_ftp_client(simloop: SimLoop, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, fields, is_dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -33,7 +33,8 @@ from bambulab.config import (
 )
 
 if TYPE_CHECKING:
-    from bambulab.printer import Printer
+    from bambulab.cloud.mqtt import CloudConnection
+    from bambulab.printer import BasePrinter, Printer
 
 __all__ = ["register"]
 
@@ -249,14 +250,66 @@ def _event_fields(event: Any) -> dict[str, Any]:
 @click.command()
 @click.argument("profiles", nargs=-1)
 @click.option("--all", "all_profiles", is_flag=True, help="Every printer in the config file.")
+@click.option("--cloud", is_flag=True, help="Through the Bambu cloud (after bambu login) instead of the LAN.")
+@click.option("--device", "devices", multiple=True, metavar="SERIAL",
+              help="With --cloud: this device (repeatable; default: every device bound to the account).")
+@click.option("--token-file", envvar="BAMBU_TOKEN_FILE", type=click.Path(dir_okay=False),
+              help="With --cloud: the token saved by bambu login (default: token.json beside the config file; "
+                   "BAMBU_CLOUD_TOKEN overrides it).")
+@click.option("--uid", envvar="BAMBU_CLOUD_UID", help="With --cloud: the account's uid, when the token cannot tell.")
+@click.option("--region", type=click.Choice(["global", "china"]), envvar="BAMBU_CLOUD_REGION", default=None,
+              help="With --cloud: the cloud region (default: the saved token's, else global).")
+@click.option("--broker-host", envvar="BAMBU_CLOUD_MQTT_HOST", hidden=True)
+@click.option("--broker-port", envvar="BAMBU_CLOUD_MQTT_PORT", type=int, default=8883, hidden=True)
+@click.option("--broker-ca-file", envvar="BAMBU_CLOUD_CA_FILE", type=click.Path(exists=True, dir_okay=False),
+              hidden=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--duration", type=float, hidden=True, help="Stop after this many seconds.")
-def monitor(profiles: tuple[str, ...], all_profiles: bool, as_json: bool, duration: float | None) -> None:
-    """A live table of one or many printers (profiles from the config file)."""
+def monitor(profiles: tuple[str, ...], all_profiles: bool, cloud: bool, devices: tuple[str, ...],
+            token_file: str | None, uid: str | None, region: str | None, broker_host: str | None,
+            broker_port: int, broker_ca_file: str | None, as_json: bool, duration: float | None) -> None:
+    """A live table of one or many printers (profiles from the config file, or --cloud)."""
+    if cloud:
+        if profiles or all_profiles:
+            raise click.UsageError("--cloud monitors the account's devices: use --device SERIAL, not profiles")
+        connection = _cloud_connection(devices, token_file, uid, region, broker_host, broker_port, broker_ca_file)
+        asyncio.run(_monitor_cloud(connection, as_json, duration))
+        return
+    if devices:
+        raise click.UsageError("--device needs --cloud (LAN printers are profiles: bambu config add)")
     available, default = load_profiles()
     names = list(available) if all_profiles else list(profiles) or [default or ""]
     chosen = [resolve_profile(name or None) for name in names]
     asyncio.run(_monitor(chosen, as_json, duration))
+
+
+def _cloud_connection(devices: tuple[str, ...], token_file: str | None, uid: str | None, region: str | None,
+                      broker_host: str | None, broker_port: int, broker_ca_file: str | None) -> CloudConnection:
+    """The account connection for ``monitor --cloud``: the token saved by ``bambu login`` (or
+    ``BAMBU_CLOUD_TOKEN``), the devices given or all bound ones (``BAMBU_CLOUD_API_URL`` overrides
+    the API host). The broker options exist for tests and mirrors: with them the certificate must
+    still name the region's broker, verified against ``--broker-ca-file``."""
+    import os
+    import ssl
+
+    from bambulab.cloud.auth import load_token
+    from bambulab.cloud.mqtt import BROKERS, CloudConnection
+
+    token: Any = (os.environ.get("BAMBU_CLOUD_TOKEN") or "").strip() or None
+    if token is None:
+        from bambulab.cli.cloud import token_path
+
+        path = token_path(token_file)
+        token = load_token(path)
+        if token is None:
+            raise click.ClickException(f"not logged in (no token in {path}): run bambu login, or set BAMBU_CLOUD_TOKEN")
+    chosen_region = region or getattr(token, "region", None) or "global"
+    ctx = ssl.create_default_context(cafile=broker_ca_file) if broker_ca_file else None
+    return CloudConnection(
+        token, uid=uid or None, devices=list(devices) or None, region=chosen_region, host=broker_host,
+        port=broker_port, ssl_context=ctx, server_hostname=BROKERS[chosen_region] if broker_host else None,
+        api_url=os.environ.get("BAMBU_CLOUD_API_URL") or None,
+    )
 
 
 async def _monitor(profiles: list[PrinterProfile], as_json: bool, duration: float | None) -> None:
@@ -266,40 +319,53 @@ async def _monitor(profiles: list[PrinterProfile], as_json: bool, duration: floa
         if isinstance(result, BaseException):
             click.echo(f"{profile.name}: {result}", err=True)
     live = [p for p, r in zip(printers, results, strict=True) if not isinstance(r, BaseException)]
-    deadline = time.monotonic() + duration if duration else None
     try:
-        if as_json:
-            while deadline is None or time.monotonic() < deadline:
-                for p in live:
-                    emit({"serial": p.serial, "connected": p.connected, **p.status.to_dict()}, True)
-                await asyncio.sleep(1.0)
-            return
-        from rich.live import Live
-        from rich.table import Table
-
-        def table() -> Table:
-            t = Table(title="bambu monitor", expand=True)
-            for column in ("printer", "state", "progress", "layer", "left", "nozzle", "bed", "errors"):
-                t.add_column(column)
-            for p in live:
-                s = p.status
-                job, temps = s.job, s.temperatures
-                nozzle = "/".join(_num(n.current) for n in temps.nozzles) if temps.nozzles else "-"
-                errors = str(len(s.hms) + (1 if s.print_error else 0))
-                t.add_row(
-                    p.serial if p.connected else f"{p.serial} (offline)", job.state.value,
-                    f"{job.progress or 0}%", f"{job.layer or 0}/{job.total_layers or 0}",
-                    f"{int(job.remaining.total_seconds() // 60)} min" if job.remaining else "-",
-                    f"{nozzle}°C", f"{_num(temps.bed)}°C", errors,
-                )
-            return t
-
-        with Live(table(), refresh_per_second=2) as view:
-            while deadline is None or time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-                view.update(table())
+        await _show(live, as_json, duration)
     finally:
         await asyncio.gather(*(p.close() for p in printers), return_exceptions=True)
+
+
+async def _monitor_cloud(connection: CloudConnection, as_json: bool, duration: float | None) -> None:
+    async with connection:
+        offline = [p.serial for p in connection.printers if not p.connected]
+        if offline:
+            click.echo(f"offline (no report through the cloud): {', '.join(offline)}", err=True)
+        await _show(connection.printers, as_json, duration)
+
+
+async def _show(live: Sequence[BasePrinter], as_json: bool, duration: float | None) -> None:
+    """The live table (or one JSON object per printer per second) until ``duration`` or Ctrl-C."""
+    deadline = time.monotonic() + duration if duration else None
+    if as_json:
+        while deadline is None or time.monotonic() < deadline:
+            for p in live:
+                emit({"serial": p.serial, "connected": p.connected, **p.status.to_dict()}, True)
+            await asyncio.sleep(1.0)
+        return
+    from rich.live import Live
+    from rich.table import Table
+
+    def table() -> Table:
+        t = Table(title="bambu monitor", expand=True)
+        for column in ("printer", "state", "progress", "layer", "left", "nozzle", "bed", "errors"):
+            t.add_column(column)
+        for p in live:
+            s = p.status
+            job, temps = s.job, s.temperatures
+            nozzle = "/".join(_num(n.current) for n in temps.nozzles) if temps.nozzles else "-"
+            errors = str(len(s.hms) + (1 if s.print_error else 0))
+            t.add_row(
+                p.serial if p.connected else f"{p.serial} (offline)", job.state.value,
+                f"{job.progress or 0}%", f"{job.layer or 0}/{job.total_layers or 0}",
+                f"{int(job.remaining.total_seconds() // 60)} min" if job.remaining else "-",
+                f"{nozzle}°C", f"{_num(temps.bed)}°C", errors,
+            )
+        return t
+
+    with Live(table(), refresh_per_second=2) as view:
+        while deadline is None or time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            view.update(table())
 
 
 # --- control

@@ -1,0 +1,776 @@
+"""Cloud MQTT: one TLS connection to the Bambu cloud broker for all of an account's printers.
+
+```python
+from bambulab.cloud.mqtt import CloudConnection
+
+async with CloudConnection(token, devices=["01P00A123456789"]) as cloud:
+    printer = cloud.printer("01P00A123456789")
+    print(printer.status.job.state)
+    await printer.set_light(False)
+```
+
+* **Broker**: ``us.mqtt.bambulab.com:8883`` (``region="global"``) or ``cn.mqtt.bambulab.com:8883``
+  (``"china"``). Its certificate is public (a web CA), so the default context verifies the chain
+  *and* the host name with the system's CA store. ``host``, ``port``, ``ssl_context`` and
+  ``server_hostname`` override this (tests point them at :class:`~bambulab.sim.cloud.FakeCloud`).
+* **Login**: username ``u_{uid}``, password the access token (PROTOCOL.md §5). The uid comes from
+  ``uid=``, else from a token object's ``uid`` (:class:`bambulab.cloud.Token`), else from a
+  JWT-shaped token's ``username: "u_<uid>"`` claim (signature not checked), else from the
+  preference endpoint of the HTTP API (:class:`bambulab.cloud.AsyncBambuClient`).
+  CONNACK 4 or 5 (expired, revoked or wrong token) raises
+  :class:`~bambulab.exceptions.TokenExpiredError`: log in again.
+* **Devices**: ``devices=[serial, ...]``, or ``None`` for every device bound to the account
+  (listed through the HTTP API when connecting). Each gets **one SUBSCRIBE** to its
+  ``device/{serial}/report`` topic; wildcards are never sent (the broker refuses them). A device
+  the broker refuses (not bound to this account) raises :class:`~bambulab.exceptions.CloudError`
+  (``code="not_bound"``) from :meth:`CloudConnection.connect` or :meth:`CloudConnection.add`; if
+  it happens on a reconnect (the device was unbound meanwhile), only that printer stops for good.
+* **Printers**: :class:`CloudPrinter` is a :class:`~bambulab.printer.BasePrinter`, so ``state``,
+  ``status``, ``events()``, ``command()``, ``wait_for()``, ``refresh()`` and the convenience
+  commands (``pause()``, ``set_light()``, ``gcode()`` ...) behave as on the LAN
+  :class:`~bambulab.printer.Printer`. Commands are published to ``device/{serial}/request``; the
+  broker relays them unchanged and the printer's acknowledgement comes back on the report topic.
+  FTPS and the camera are LAN services: a cloud printer has neither.
+* **Sequence ids**: our own increasing ids, not the ``"0"`` that commands originated *by the
+  cloud service* carry (PROTOCOL.md §1.6, §5). The broker relays ids untouched, and every client
+  of the account (the phone app, Studio) sees every acknowledgement, so a unique id is the only
+  way to tell our ack from theirs; authorization-control firmware also rejects reused ids.
+* **user_id**: Bambu Studio adds the account's ``user_id`` to ``gcode_line`` commands it sends
+  through the cloud (PROTOCOL.md §3.2), and some firmware expects it there; a
+  :class:`CloudPrinter` adds ``"user_id": "<uid>"`` to every ``print.gcode_line`` (so also to
+  ``set_nozzle_temp``, ``set_fan``, ``home`` ..., which are G-code). Other commands go unchanged.
+* **Offline printers**: the broker accepts a bound printer's topics whether or not the printer is
+  online. A printer that does not answer ``get_version``/``pushall`` within ``command_timeout``
+  of connecting is *offline*: its state stays as it was (empty at first), ``connected`` is False,
+  its event streams get :class:`~bambulab.events.ConnectionLost` (``reconnecting=True``), and
+  commands are still sent but time out with a message saying the printer has not reported through
+  the cloud. A printer also goes offline when it is silent for ``watchdog`` seconds (half-way it
+  is nudged with ``pushing.start``) or when the cloud injects ``event: client.disconnected``.
+  When it reports again a pushall fetches a full report, and
+  :class:`~bambulab.events.ConnectionRestored` follows.
+* **Reconnect**: a lost connection (network, broker restart) is retried with jittered exponential
+  backoff (``backoff``, 1 s doubling to 60 s); every device is subscribed and greeted again.
+  TokenExpiredError on a reconnect stops everything for good: the printers' event streams end
+  with it and later calls raise it.
+* **Secrets**: the token is never in a repr, a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import ssl
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, ClassVar, Final, Protocol
+
+from bambulab.events import ConnectionLost, ConnectionRestored
+from bambulab.exceptions import (
+    AuthenticationError,
+    BambuConnectionError,
+    BambuError,
+    BambuTimeoutError,
+    CloudError,
+    NotConnectedError,
+    TokenExpiredError,
+)
+from bambulab.printer import BasePrinter, _dumps, _is_full
+from bambulab.protocol import commands as cmd
+from bambulab.protocol.models import PrinterModel, model_by_code
+from bambulab.protocol.state import is_status_report
+from bambulab.transports.mqtt import MqttConnection, SubscriptionRefusedError
+from bambulab.transports.tls import PrinterCertificateError
+
+__all__ = ["BROKERS", "CloudConnection", "CloudPrinter", "uid_from_token"]
+
+log = logging.getLogger(__name__)
+
+#: The cloud MQTT broker of each region (PROTOCOL.md §5).
+BROKERS: Final[Mapping[str, str]] = {"global": "us.mqtt.bambulab.com", "china": "cn.mqtt.bambulab.com"}
+_REGION_ALIASES: Final = {"global": "global", "us": "global", "china": "china", "cn": "china"}
+_PORT: Final = 8883
+_LOGIN_AGAIN: Final = "log in again (bambu login) and retry with the new token"
+
+
+class _TokenLike(Protocol):
+    """A token object such as :class:`bambulab.cloud.Token` (only these attributes are read)."""
+
+    @property
+    def access_token(self) -> str: ...
+
+
+def uid_from_token(token: str) -> str | None:
+    """The uid in a JWT-shaped token's ``username: "u_<uid>"`` claim (the signature is not checked).
+
+    ``None`` for an opaque token (newer accounts): ask the HTTP API's preference endpoint instead.
+    """
+    import base64
+    import binascii
+    import json
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    username = claims.get("username") if isinstance(claims, dict) else None
+    if isinstance(username, str) and username.startswith("u_") and username[2:].isdigit():
+        return username[2:]
+    return None
+
+
+def _normalize_uid(uid: int | str) -> str:
+    text = str(uid).strip()
+    text = text[2:] if text.startswith("u_") else text
+    if not text.isdigit():
+        raise ValueError("uid must be the account's numeric user id (with or without the 'u_' prefix)")
+    return text
+
+
+def _token_refused(code: int) -> BambuError:
+    """CONNACK refusals of the cloud broker (never mention the token itself)."""
+    if code in (4, 5):
+        return TokenExpiredError(
+            f"the Bambu cloud broker refused the login (CONNACK {code}): the access token has expired, was "
+            f"revoked, or does not belong to this uid; {_LOGIN_AGAIN}"
+        )
+    if code == 3:
+        return BambuConnectionError("the Bambu cloud broker is unavailable (CONNACK 3); retry later")
+    return BambuConnectionError(f"the Bambu cloud broker refused the connection (CONNACK {code})")
+
+
+def _region(region: str) -> str:
+    try:
+        return _REGION_ALIASES[region.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown region {region!r}: use 'global' or 'china'") from None
+
+
+class CloudPrinter(BasePrinter):
+    """One printer reached through an account's :class:`CloudConnection` (see the module docstring).
+
+    Made by :meth:`CloudConnection.add` or the ``devices`` argument; :meth:`close` removes just this
+    printer from the connection.
+    """
+
+    _link_name: ClassVar[str] = "the Bambu cloud"
+
+    def __init__(
+        self,
+        cloud: CloudConnection,
+        serial: str,
+        *,
+        model: PrinterModel | str | None = None,
+        command_timeout: float = 10.0,
+        pushall_interval: float = 3.0,
+    ) -> None:
+        super().__init__(serial, model=model, command_timeout=command_timeout, pushall_interval=pushall_interval)
+        self._cloud = cloud
+        self._offline = False  # known silent: the next report triggers a pushall, the full report restores
+        self._offline_since: float | None = None  # loop time
+        self._announced = False  # a ConnectionLost was emitted and no ConnectionRestored yet
+        self._greeting = False
+        self._pushall_handle: asyncio.TimerHandle | None = None
+        self._seen = 0
+        self._changed_at = 0.0
+        self._nudged = False
+
+    def __repr__(self) -> str:
+        where = f"{self._cloud.host}:{self._cloud.port}"
+        return f"<CloudPrinter {self._model_name()} {self._serial} via {where} {self._repr_state()}>"
+
+    def _repr_state(self) -> str:
+        state = super()._repr_state()
+        if state == "disconnected" and self._offline and self._cloud.connected:
+            return "offline"
+        return state
+
+    @property
+    def cloud(self) -> CloudConnection:
+        """The account connection this printer goes through."""
+        return self._cloud
+
+    @property
+    def online(self) -> bool:
+        """Whether the printer reports through the cloud (False while offline or disconnected)."""
+        return self.connected
+
+    async def connect(self) -> None:
+        """Connect the account's connection if it is not connected yet (it serves every printer)."""
+        self._check_open()
+        await self._cloud.connect()
+
+    async def _close_link(self) -> None:
+        if self._pushall_handle is not None:
+            self._pushall_handle.cancel()
+            self._pushall_handle = None
+        self._cloud._forget(self)
+
+    def _current_link(self) -> MqttConnection | None:
+        return self._cloud._conn
+
+    def _usable(self) -> MqttConnection:
+        # Unlike the LAN, a printer that is offline still gets the command: the cloud cannot tell
+        # reliably, and the printer may be back. The timeout then says why (``_silence_hint``).
+        self._check_open()
+        link = self._cloud._conn
+        if link is None or not link.connected:
+            raise NotConnectedError("not connected to the Bambu cloud (connecting or waiting to reconnect)")
+        return link
+
+    def _outgoing(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        body = request.get("print")
+        uid = self._cloud.uid
+        if isinstance(body, Mapping) and body.get("command") == "gcode_line" and "user_id" not in body and uid:
+            return {**request, "print": {**body, "user_id": uid}}
+        return request
+
+    def _silence_hint(self) -> str:
+        if self._ready:
+            return ""
+        if self._offline_since is not None:
+            silent = asyncio.get_running_loop().time() - self._offline_since
+            since = f"for {silent:.0f} s"
+        else:
+            since = "since the connection was made"
+        return (
+            f"; printer {self._serial} has not reported through the cloud {since}: it is probably offline "
+            "(switched off, or not connected to the internet)"
+        )
+
+    # ------------------------------------------------------------------ driven by the connection
+
+    async def _greet_cloud(self, link: MqttConnection) -> None:
+        """After (re)subscribing: ask for the version and a full report; no answer means offline."""
+        self._greeting = True
+        try:
+            got_full, got_version = await self._greet(link)
+        except BambuError:
+            return  # the connection went down meanwhile: the supervisor takes over
+        finally:
+            self._greeting = False
+        if self._closed or self._fatal is not None or not link.connected:
+            return
+        self._reset_watchdog()
+        if got_full:
+            if not got_version:
+                log.info("printer %s did not answer get_version through the cloud", self._serial)
+            self._came_online()
+        else:
+            self._went_offline(
+                BambuTimeoutError(
+                    f"printer {self._serial} sent no report through the cloud within {self._command_timeout:g} s: "
+                    "it is probably offline"
+                )
+            )
+
+    def _came_online(self) -> None:
+        self._offline = False
+        self._offline_since = None
+        self._ready = True
+        self.connections += 1
+        if self._pushall_handle is not None:
+            self._pushall_handle.cancel()
+            self._pushall_handle = None
+        self._reset_watchdog()
+        if self._announced:
+            self._announced = False
+            log.info("printer %s reports through the cloud again", self._serial)
+            self._emit(ConnectionRestored(self._serial, self.status))
+
+    def _went_offline(self, error: BambuError) -> None:
+        if self._offline:
+            return
+        self._offline = True
+        self._offline_since = asyncio.get_running_loop().time()
+        self._ready = False
+        log.warning("printer %s is offline: %s", self._serial, error)
+        if not self._announced:
+            self._announced = True
+            self._emit(ConnectionLost(self._serial, error, True))
+
+    def _link_down(self, reason: BaseException | None) -> None:
+        """The account's connection closed: fail what waits on it (commands, full reports)."""
+        self._connection_lost(reason)
+        if self._pushall_handle is not None:
+            self._pushall_handle.cancel()
+            self._pushall_handle = None
+
+    def _announce_lost(self, reason: BaseException | None, reconnecting: bool) -> None:
+        """Tell the event streams, once, that the printer is out of reach."""
+        if not self._announced and not self._closed and self._fatal is None:
+            self._announced = True
+            self._emit(ConnectionLost(self._serial, reason, reconnecting))
+
+    def _stop(self, error: BaseException) -> None:
+        """Stop for good (token expired, device unbound): streams end, later calls raise ``error``."""
+        if self._closed or self._fatal is not None:
+            return
+        self._ready = False
+        self._emit(ConnectionLost(self._serial, error, False))
+        self._stop_for_good(error)
+
+    def _reset_watchdog(self) -> None:
+        self._seen = self.messages
+        self._changed_at = asyncio.get_running_loop().time()
+        self._nudged = False
+
+    def _tick(self, now: float, watchdog: float, link: MqttConnection) -> None:
+        """The connection's watchdog, once per interval for every printer."""
+        if self.messages != self._seen:
+            self._seen, self._changed_at, self._nudged = self.messages, now, False
+            return
+        if not self._ready or self._greeting:
+            return
+        silence = now - self._changed_at
+        if silence >= watchdog:
+            self._went_offline(
+                BambuTimeoutError(
+                    f"no report from printer {self._serial} through the cloud for {silence:.0f} s "
+                    f"(watchdog {watchdog:g} s): it is probably offline"
+                )
+            )
+        elif silence >= watchdog / 2 and not self._nudged:
+            self._nudged = True
+            log.debug("printer %s silent for %.1f s: sending pushing.start through the cloud", self._serial, silence)
+            with contextlib.suppress(BambuError):
+                link.send(self._request_topic, _dumps(cmd.start_pushing(self._seq)))
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        event = message.get("event")
+        if isinstance(event, dict):
+            self._cloud_event(event)
+        super()._handle(message)
+        if not self._offline or self._greeting or self._closed or self._fatal is not None:
+            return
+        section = message.get("print")
+        if _is_full(section):
+            self._came_online()
+        elif is_status_report(section) or message.get("info") is not None:
+            self._want_full()
+
+    def _cloud_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "client.disconnected" and self._ready:
+            self._went_offline(
+                BambuConnectionError(f"the cloud reports that printer {self._serial} disconnected from it")
+            )
+        elif kind == "client.connected" and self._offline:
+            self._want_full()
+
+    def _want_full(self) -> None:
+        """An offline printer spoke: fetch a full report (one pushall in flight, rate-limited)."""
+        if self._pushall_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_pushall + self._pushall_interval - loop.time()
+        self._pushall_handle = loop.call_later(max(0.0, wait), self._send_pushall)
+
+    def _send_pushall(self) -> None:
+        self._pushall_handle = None
+        link = self._cloud._conn
+        if not self._offline or self._closed or self._fatal is not None or link is None or not link.connected:
+            return
+        with contextlib.suppress(BambuError):
+            link.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
+            self._last_pushall = asyncio.get_running_loop().time()
+
+
+class CloudConnection:
+    """One MQTT connection to the Bambu cloud broker for an account's printers (module docstring).
+
+    ``token`` is the access token (a ``str``, or an object with ``access_token`` and optionally
+    ``uid`` and ``region``, such as :class:`bambulab.cloud.Token`). ``devices`` are serials, or
+    ``None`` to list the account's bound devices through the HTTP API (``api_url`` overrides its
+    host). ``command_timeout``, ``pushall_interval`` apply to each printer; ``watchdog`` is the
+    silence after which a printer counts as offline.
+    """
+
+    def __init__(
+        self,
+        token: str | _TokenLike,
+        *,
+        uid: int | str | None = None,
+        devices: Iterable[str] | None = (),
+        region: str | None = None,
+        host: str | None = None,
+        port: int = _PORT,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        api_url: str | None = None,
+        command_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        keepalive: int = 60,
+        watchdog: float = 60.0,
+        pushall_interval: float = 3.0,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (1.0, 60.0),
+    ) -> None:
+        access = token if isinstance(token, str) else getattr(token, "access_token", None)
+        if not isinstance(access, str) or not access.strip():
+            raise ValueError("an access token is required (log in first: bambu login, or BambuAuthenticator)")
+        if command_timeout <= 0 or watchdog <= 0 or connect_timeout <= 0 or pushall_interval < 0:
+            raise ValueError("timeouts and the watchdog must be positive")
+        if backoff[0] <= 0 or backoff[1] < backoff[0]:
+            raise ValueError("backoff must be (initial > 0, maximum >= initial)")
+        self._token = access.strip()
+        token_uid = None if isinstance(token, str) else getattr(token, "uid", None)
+        token_region = None if isinstance(token, str) else getattr(token, "region", None)
+        self._region = _region(region or (token_region if isinstance(token_region, str) else None) or "global")
+        given = uid if uid is not None else token_uid
+        self._uid: str | None = _normalize_uid(given) if given is not None else uid_from_token(self._token)
+        self._host = host or BROKERS[self._region]
+        self._port = port
+        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._server_hostname = server_hostname
+        self._api_url = api_url
+        self._command_timeout = command_timeout
+        self._connect_timeout = connect_timeout
+        self._keepalive = keepalive
+        self._watchdog = watchdog
+        self._pushall_interval = pushall_interval
+        self._reconnect = reconnect
+        self._backoff = backoff
+        self._rng = random.Random()
+        self._list_devices = devices is None
+        self._printers: dict[str, CloudPrinter] = {}
+        self._routes: dict[str, CloudPrinter] = {}
+        self._conn: MqttConnection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._closed = False
+        self._fatal: BaseException | None = None
+        #: Connections made (1 after the first connect; more after reconnects).
+        self.connections = 0
+        #: Messages on topics no printer here listens to (a closed printer's, say).
+        self.unrouted = 0
+        for serial in devices or ():
+            self._register(serial)
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif self._fatal is not None:
+            state = "failed"
+        else:
+            state = "connected" if self.connected else "disconnected"
+        who = f"u_{self._uid}" if self._uid else "uid unknown"
+        return f"<CloudConnection {who} {self._host}:{self._port} {len(self._printers)} printers {state}>"
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def uid(self) -> str | None:
+        """The account's numeric uid (a string), once known."""
+        return self._uid
+
+    @property
+    def username(self) -> str | None:
+        """The MQTT user name, ``u_{uid}``."""
+        return f"u_{self._uid}" if self._uid else None
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.connected
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def printers(self) -> list[CloudPrinter]:
+        """The printers on this connection, in the order they were added."""
+        return list(self._printers.values())
+
+    @property
+    def serials(self) -> list[str]:
+        return list(self._printers)
+
+    def printer(self, serial: str) -> CloudPrinter:
+        """The printer with this serial (added through ``devices`` or :meth:`add`)."""
+        found = self._printers.get(serial.strip().upper())
+        if found is None:
+            raise KeyError(f"printer {serial.strip().upper()} is not on this cloud connection; add it first")
+        return found
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> CloudConnection:
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect, subscribe every device and greet it. Failures raise at once (no retry).
+
+        Raises :class:`~bambulab.exceptions.TokenExpiredError` (log in again),
+        :class:`~bambulab.exceptions.CloudError` (a device not bound to the account),
+        :class:`~bambulab.exceptions.BambuConnectionError` or ``BambuTimeoutError``. Offline
+        printers do not make it fail (see the module docstring).
+        """
+        self._check_open()
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            self._check_open()
+            if self._supervisor is not None:
+                return
+            await self._prepare()
+            conn, lost = await self._open(first=True)
+            self._supervisor = asyncio.create_task(self._supervise(conn, lost), name="bambulab-cloud-mqtt")
+
+    async def close(self) -> None:
+        """Disconnect for good and close every printer."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for printer in list(self._printers.values()):
+            await printer.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+        log.debug("cloud connection for %s closed", self.username or "an unknown uid")
+
+    async def add(self, serial: str, *, model: PrinterModel | str | None = None) -> CloudPrinter:
+        """Add a device. While connected it is subscribed and greeted at once (a refusal raises
+        :class:`~bambulab.exceptions.CloudError`); otherwise at :meth:`connect`."""
+        self._check_open()
+        key = serial.strip().upper()
+        existing = self._printers.get(key)
+        if existing is not None:
+            return existing
+        printer = self._register(key, model)
+        conn = self._conn
+        if conn is not None and conn.connected:
+            refused = await self._subscribe([printer], conn)
+            if refused:
+                self._forget(printer)
+                await printer.close()
+                raise refused[0][1]
+            await printer._greet_cloud(conn)
+        return printer
+
+    async def remove(self, serial: str) -> None:
+        """Close one printer and stop routing its reports (the broker subscription stays until reconnect)."""
+        found = self._printers.get(serial.strip().upper())
+        if found is not None:
+            await found.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _register(self, serial: str, model: PrinterModel | str | None = None) -> CloudPrinter:
+        printer = CloudPrinter(
+            self, serial, model=model, command_timeout=self._command_timeout, pushall_interval=self._pushall_interval
+        )
+        self._printers[printer.serial] = printer
+        self._routes[printer._report_topic] = printer
+        return printer
+
+    def _forget(self, printer: CloudPrinter) -> None:
+        if self._printers.get(printer.serial) is printer:
+            del self._printers[printer.serial]
+        if self._routes.get(printer._report_topic) is printer:
+            del self._routes[printer._report_topic]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotConnectedError("the cloud connection is closed")
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _prepare(self) -> None:
+        """Find what the first connect needs: the uid and, with ``devices=None``, the device list."""
+        if self._uid is not None and not self._list_devices:
+            return
+        try:
+            from bambulab.cloud.client import AsyncBambuClient
+        except ImportError as exc:  # the HTTP client's dependency is not installed
+            what = "the account's uid (the token is not a JWT): pass uid=" if self._uid is None else "the devices"
+            raise ValueError(f"the cloud HTTP client is needed to find {what}; or pass devices=[...]") from exc
+        async with AsyncBambuClient(self._token, region=self._region, api_url=self._api_url) as api:
+            if self._uid is None:
+                self._uid = _normalize_uid(await api.uid())
+            if self._list_devices:
+                self._list_devices = False
+                for device in await api.devices():
+                    model: PrinterModel | None = None
+                    for code in (device.model_name, device.model_code):
+                        with contextlib.suppress(KeyError, AttributeError):
+                            model = model_by_code(code)
+                            break
+                    if device.dev_id and device.dev_id.upper() not in self._printers:
+                        self._register(device.dev_id, model)
+
+    async def _open(self, *, first: bool) -> tuple[MqttConnection, asyncio.Future[BaseException | None]]:
+        """Connect, subscribe every device (one SUBSCRIBE each), greet them all."""
+        if self._uid is None:  # pragma: no cover - _prepare() found it
+            raise ValueError("the account's uid is unknown: pass uid=")
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[BaseException | None] = loop.create_future()
+        where = f"{self._host}:{self._port}"
+        conn = MqttConnection(
+            self._host,
+            self._port,
+            on_message=self._on_message,
+            on_close=functools.partial(self._on_close, lost),
+            username=f"u_{self._uid}",
+            password=self._token,
+            ssl_context=self._ssl_context,
+            server_hostname=self._server_hostname,
+            keepalive=self._keepalive,
+            connect_timeout=self._connect_timeout,
+            peer="the Bambu cloud broker",
+            refusal=_token_refused,
+        )
+        try:
+            try:
+                await conn.connect()
+            except PrinterCertificateError as exc:
+                raise AuthenticationError(
+                    f"the TLS certificate of the cloud broker at {where} did not verify; pass ssl_context= "
+                    "if you connect to another broker on purpose"
+                ) from exc
+            self._conn = conn
+            printers = list(self._printers.values())
+            refused = await self._subscribe(printers, conn)
+            if refused and first:
+                raise refused[0][1]
+            for printer, error in refused:
+                log.error("%s", error)
+                printer._stop(error)
+            self.connections += 1
+            await asyncio.gather(*(p._greet_cloud(conn) for p in self._printers.values()))
+            if lost.done():
+                raise BambuConnectionError("the Bambu cloud broker closed the connection while it was being set up")
+        except BaseException:
+            if self._conn is conn:
+                self._conn = None
+            conn.abort()
+            raise
+        online = sum(1 for p in self._printers.values() if p.connected)
+        log.info(
+            "connected to the Bambu cloud at %s as u_%s: %d printers, %d online",
+            where, self._uid, len(self._printers), online,
+        )
+        return conn, lost
+
+    async def _subscribe(
+        self, printers: list[CloudPrinter], conn: MqttConnection
+    ) -> list[tuple[CloudPrinter, CloudError]]:
+        """One SUBSCRIBE per report topic (concurrently); the printers the broker refused."""
+        results = await asyncio.gather(
+            *(conn.subscribe(p._report_topic, timeout=self._command_timeout) for p in printers),
+            return_exceptions=True,
+        )
+        refused: list[tuple[CloudPrinter, CloudError]] = []
+        for printer, result in zip(printers, results, strict=True):
+            if isinstance(result, SubscriptionRefusedError):
+                refused.append((printer, CloudError(
+                    f"the Bambu cloud refused the reports of printer {printer.serial}: it is not bound to account "
+                    f"u_{self._uid} (check the serial, or bind the printer in Bambu Handy or Studio)",
+                    code="not_bound",
+                )))
+            elif isinstance(result, BaseException):
+                raise result
+        return refused
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        printer = self._routes.get(topic)
+        if printer is None:
+            self.unrouted += 1
+            return
+        printer._on_message(topic, payload)
+
+    def _on_close(self, lost: asyncio.Future[BaseException | None], reason: BaseException | None) -> None:
+        """The transport's close callback: fail what waits on this connection, wake the supervisor."""
+        for printer in list(self._printers.values()):
+            printer._link_down(reason)
+        if not lost.done():
+            lost.set_result(reason)
+
+    async def _supervise(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> None:
+        """Run the printers' watchdog, and reconnect when the connection is lost."""
+        while True:
+            reason = await self._watch(conn, lost)
+            self._conn = None
+            if self._closed:
+                return
+            log.warning("lost the connection to the Bambu cloud broker %s:%d: %s", self._host, self._port,
+                        reason or "closed")
+            for printer in list(self._printers.values()):
+                printer._announce_lost(reason, self._reconnect)
+            if not self._reconnect:
+                self._stop_all(NotConnectedError("the connection to the Bambu cloud was lost (reconnect=False)"))
+                return
+            opened = await self._reconnect_loop()
+            if opened is None:
+                return
+            conn, lost = opened
+
+    async def _watch(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> BaseException | None:
+        loop = asyncio.get_running_loop()
+        interval = self._watchdog / 4
+        while not lost.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await asyncio.shield(lost)
+            if lost.done():
+                break
+            now = loop.time()
+            for printer in list(self._printers.values()):
+                printer._tick(now, self._watchdog, conn)
+        return lost.result()
+
+    async def _reconnect_loop(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]] | None:
+        initial, maximum = self._backoff
+        attempt = 0
+        while not self._closed:
+            step = min(maximum, initial * 2 ** min(attempt, 30))
+            await asyncio.sleep(step * self._rng.uniform(0.5, 1.0))
+            attempt += 1
+            try:
+                return await self._open(first=False)
+            except AuthenticationError as exc:
+                log.error("the Bambu cloud refused the reconnect: %s; not retrying", exc)
+                self._stop_all(exc)
+                return None
+            except BambuError as exc:
+                log.info("reconnect to the Bambu cloud failed (attempt %d): %s", attempt, exc)
+        return None
+
+    def _stop_all(self, error: BaseException) -> None:
+        self._fatal = error
+        for printer in list(self._printers.values()):
+            printer._stop(error)
+
