@@ -315,6 +315,26 @@ async def test_device_not_bound_to_the_account_is_refused(env: Env) -> None:
             cloud.printer(theirs.serial)
 
 
+async def test_device_unbound_meanwhile_stops_only_that_printer_on_reconnect(env: Env) -> None:
+    p1s, x1c = env.printers
+    async with env.connection() as cloud:
+        a, b = cloud.printer(p1s.serial), cloud.printer(x1c.serial)
+        gone, kept = b.events(), a.events()
+        env.cloud.unbind(x1c)
+        mqtt = env.cloud._mqtt
+        assert mqtt is not None
+        await mqtt.drop_clients()
+        seen: list[PrinterEvent] = []
+        await asyncio.wait_for(drain(gone, seen), TIMEOUT)  # the stream ends
+        final = [e for e in seen if isinstance(e, ConnectionLost) and not e.reconnecting]
+        assert len(final) == 1 and isinstance(final[0].error, CloudError) and "not bound" in str(final[0].error)
+        await next_event(kept, ConnectionRestored)
+        assert a.connected and cloud.connected and not b.connected
+        with pytest.raises(CloudError, match="not bound"):
+            await b.set_light(False)
+        assert commands.ack_result(await a.set_light(False)).success
+
+
 async def test_one_subscribe_per_device_and_never_a_wildcard(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[list[tuple[str, int]]] = []
     encode = mqtt_transport.encode_subscribe

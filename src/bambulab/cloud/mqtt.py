@@ -289,7 +289,7 @@ class CloudPrinter(BasePrinter):
         self._offline = True
         self._offline_since = asyncio.get_running_loop().time()
         self._ready = False
-        log.warning("printer %s is offline: %s", self._serial, error)
+        log.info("printer %s is offline: %s", self._serial, error)
         if not self._announced:
             self._announced = True
             self._emit(ConnectionLost(self._serial, error, True))
@@ -616,8 +616,8 @@ class CloudConnection:
         try:
             from bambulab.cloud.client import AsyncBambuClient
         except ImportError as exc:  # the HTTP client's dependency is not installed
-            what = "the account's uid (the token is not a JWT): pass uid=" if self._uid is None else "the devices"
-            raise ValueError(f"the cloud HTTP client is needed to find {what}; or pass devices=[...]") from exc
+            what = "the account's uid (or pass uid=)" if self._uid is None else "the devices (or pass devices=[...])"
+            raise ValueError(f"the cloud HTTP client (httpx2) is needed to find {what}") from exc
         async with AsyncBambuClient(self._token, region=self._region, api_url=self._api_url) as api:
             if self._uid is None:
                 self._uid = _normalize_uid(await api.uid())
@@ -662,7 +662,8 @@ class CloudConnection:
                     "if you connect to another broker on purpose"
                 ) from exc
             self._conn = conn
-            printers = list(self._printers.values())
+            # Printers stopped for good (unbound meanwhile) are neither subscribed nor greeted again.
+            printers = [p for p in self._printers.values() if p._fatal is None]
             refused = await self._subscribe(printers, conn)
             if refused and first:
                 raise refused[0][1]
@@ -670,7 +671,7 @@ class CloudConnection:
                 log.error("%s", error)
                 printer._stop(error)
             self.connections += 1
-            await asyncio.gather(*(p._greet_cloud(conn) for p in self._printers.values()))
+            await asyncio.gather(*(p._greet_cloud(conn) for p in self._printers.values() if p._fatal is None))
             if lost.done():
                 raise BambuConnectionError("the Bambu cloud broker closed the connection while it was being set up")
         except BaseException:
