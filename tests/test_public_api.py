@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "bambulab.discovery",
     "bambulab.files",
     "bambulab.events",
+    "bambulab.cloud",
 ]
 
 

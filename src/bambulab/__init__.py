@@ -28,6 +28,7 @@ from bambulab.exceptions import (
 
 if TYPE_CHECKING:
     from bambulab.camera import Camera
+    from bambulab.cloud import AsyncBambuClient, BambuAuthenticator, BambuClient, TokenManager
     from bambulab.discovery import discover
     from bambulab.files import PrinterFiles
     from bambulab.printer import Printer
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "Printer": "bambulab.printer",
+    "BambuClient": "bambulab.cloud",
+    "AsyncBambuClient": "bambulab.cloud",
+    "BambuAuthenticator": "bambulab.cloud",
+    "TokenManager": "bambulab.cloud",
     "PrinterStatus": "bambulab.protocol.views",
     "PrinterFiles": "bambulab.files",
     "Camera": "bambulab.camera",
@@ -58,7 +63,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "AsyncBambuClient",
     "AuthenticationError",
+    "BambuAuthenticator",
+    "BambuClient",
     "BambuConnectionError",
     "BambuError",
     "BambuTimeoutError",
@@ -74,6 +82,7 @@ __all__ = [
     "PrinterStatus",
     "RTSPStream",
     "SignatureRequiredError",
+    "TokenManager",
     "__version__",
     "discover",
     "get_video_stream",
