@@ -218,3 +218,22 @@ def test_relayed_commands_are_checked_like_lan_commands() -> None:
             assert printer.dynamic.speed_level != 4
         finally:
             client.close()
+
+
+
+def test_refused_cloud_logins_leave_no_session() -> None:
+    with CloudEnv() as env:
+        _, alice, token = _setup(env)
+        port = env.cloud.mqtt_port
+        for _ in range(3):
+            assert raw_connack("127.0.0.1", port, f"u_{alice.uid}", "not-a-token") == 5
+        deadline = time.monotonic() + 3
+        while env.cloud.mqtt_client_count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert env.cloud.mqtt_client_count == 0
+        client = _client(env, f"u_{alice.uid}", token)
+        try:
+            assert client.connect() == 0
+            assert env.cloud.mqtt_client_count == 1
+        finally:
+            client.close()

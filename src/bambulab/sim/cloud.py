@@ -317,6 +317,11 @@ class FakeCloud:
         return self._mqtt.port
 
     @property
+    def mqtt_client_count(self) -> int:
+        """How many clients are connected to the cloud MQTT broker now."""
+        return self._mqtt.client_count if self._mqtt is not None else 0
+
+    @property
     def ca_pem(self) -> bytes:
         """The CA certificate the cloud's TLS certificates chain to (the simulator's CA)."""
         return self.ca.ca_pem

@@ -137,6 +137,25 @@ class TlsBroker(Broker):
     def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:
         return self._ssl_context
 
+    async def _authenticate(self, session: Any, listener: Any) -> bool:
+        result = bool(await super()._authenticate(session, listener))
+        session.tls_authenticated = result
+        return result
+
+    async def _handle_client_session(
+        self, reader: Any, writer: Any, client_session: Any, handler: Any, server: Any, listener_name: str
+    ) -> None:
+        try:
+            await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+        finally:
+            if getattr(client_session, "tls_authenticated", True) is False:
+                # amqtt marks the session connected before it sends CONNACK 5 and leaves it so (closing
+                # the socket may even raise); a refused client must not count as connected.
+                with contextlib.suppress(Exception):
+                    client_session.transitions.disconnect()
+                if client_session.client_id:
+                    self._sessions.pop(client_session.client_id, None)
+
     def bind_plugins(self, kinds: tuple[type, ...], **attributes: Any) -> None:
         """Give the plugins of these classes what they need (amqtt builds them from config)."""
         for plugin in self.plugins_manager.plugins:
@@ -279,16 +298,7 @@ class _PrinterBroker(TlsBroker):
             with contextlib.suppress(ValueError):
                 self._connect_order.remove(client_session.client_id)
             self._connect_order.append(client_session.client_id)
-        try:
-            await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
-        finally:
-            if not authenticated:
-                # amqtt marks the session connected before it sends CONNACK 5 and leaves it so (closing
-                # the socket may even raise); a refused client must not count towards the client limit.
-                with contextlib.suppress(Exception):
-                    client_session.transitions.disconnect()
-                if client_session.client_id:
-                    self._sessions.pop(client_session.client_id, None)
+        await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
 
     async def _drop_oldest(self, connected: list[Any]) -> None:
         alive = {s.client_id for s in connected}
@@ -301,8 +311,9 @@ class _PrinterBroker(TlsBroker):
     async def _authenticate(self, session: Any, listener: Any) -> bool:
         cached = getattr(session, "bambu_auth", None)
         if cached is not None:
+            session.tls_authenticated = bool(cached)
             return bool(cached)
-        return bool(await super()._authenticate(session, listener))
+        return await super()._authenticate(session, listener)
 
     async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
         topic_filter, qos = subscription
