@@ -1,4 +1,4 @@
-"""The Bambu cloud: HTTP API clients, login and tokens, proxy tokens.
+"""The Bambu cloud: HTTP API clients, login and tokens, cloud MQTT, proxy tokens.
 
 ```python
 from bambulab.cloud import BambuAuthenticator, BambuClient
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         UploadResult,
         UploadTarget,
     )
+    from bambulab.cloud.mqtt import CloudConnection, CloudPrinter, uid_from_token
     from bambulab.cloud.tokens import TokenInfo, TokenManager
 
 _LAZY = {
@@ -53,6 +54,9 @@ _LAZY = {
     "Token": "bambulab.cloud.auth",
     "AsyncBambuClient": "bambulab.cloud.client",
     "BambuClient": "bambulab.cloud.client",
+    "CloudConnection": "bambulab.cloud.mqtt",
+    "CloudPrinter": "bambulab.cloud.mqtt",
+    "uid_from_token": "bambulab.cloud.mqtt",
     "TokenInfo": "bambulab.cloud.tokens",
     "TokenManager": "bambulab.cloud.tokens",
     **dict.fromkeys(
@@ -71,6 +75,8 @@ __all__ = [
     "BambuAuthenticator",
     "BambuClient",
     "CameraCredentials",
+    "CloudConnection",
+    "CloudPrinter",
     "CodeRequest",
     "Device",
     "FirmwareInfo",
@@ -94,6 +100,7 @@ __all__ = [
     "TokenManager",
     "UploadResult",
     "UploadTarget",
+    "uid_from_token",
 ]
 
 
