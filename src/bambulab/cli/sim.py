@@ -59,10 +59,14 @@ def _status_line(printer: Any) -> str:
     dyn = printer.dynamic
     job = dyn.job
     nozzles = "/".join(f"{n.temp:.0f}" for n in dyn.nozzles)
+    from bambulab.protocol.views import stage_name
+
+    progress = (f"{job.prepare_percent:3d}% {stage_name(job.stage) or ''}" if job.gcode_state == "PREPARE"
+                else f"{job.percent:3d}%")
     parts = [
         f"{printer.name} [{printer.model.name}]",
         f"{job.gcode_state:<8}",
-        f"{job.percent:3d}%",
+        progress,
         f"layer {job.layer}/{job.total_layers}",
         f"nozzle {nozzles}°C bed {dyn.bed.temp:.0f}°C",
         f"{printer.mqtt.client_count} client(s)",
