@@ -237,3 +237,23 @@ def test_monitor_json_for_configured_printers(
     assert len(rows) >= 4  # a row per printer per second
     for p in printers.values():
         assert p.access_code not in done.stdout
+
+
+def test_monitor_table_for_people(farm: tuple[SimLoop, dict[str, VirtualPrinter], Path], tmp_path: Path) -> None:
+    from bambulab.config import PrinterProfile, save_profile
+
+    _, printers, ca = farm
+    cfg = tmp_path / "config.toml"
+    for name, p in printers.items():
+        save_profile(PrinterProfile(name=f"shop-{name}", host=p.host, serial=p.serial, access_code=p.access_code,
+                                    port=p.mqtt.port, ca_file=str(ca)), path=cfg)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAMBU_")} | {"BAMBU_CONFIG": str(cfg),
+                                                                                  "COLUMNS": "160"}
+    done = subprocess.run([sys.executable, "-m", "bambulab.cli.main", "monitor", "--all", "--duration", "1.5"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "shop-p1s" in done.stdout
+    assert "shop-x1c" in done.stdout
+    assert "X1 Carbon" in done.stdout
+    for p in printers.values():
+        assert p.access_code not in done.stdout

@@ -319,8 +319,9 @@ async def _monitor(profiles: list[PrinterProfile], as_json: bool, duration: floa
         if isinstance(result, BaseException):
             click.echo(f"{profile.name}: {result}", err=True)
     live = [p for p, r in zip(printers, results, strict=True) if not isinstance(r, BaseException)]
+    labels = {p.serial: profile.name for p, profile in zip(printers, profiles, strict=True)}
     try:
-        await _show(live, as_json, duration)
+        await _show(live, as_json, duration, labels)
     finally:
         await asyncio.gather(*(p.close() for p in printers), return_exceptions=True)
 
@@ -333,8 +334,14 @@ async def _monitor_cloud(connection: CloudConnection, as_json: bool, duration: f
         await _show(connection.printers, as_json, duration)
 
 
-async def _show(live: Sequence[BasePrinter], as_json: bool, duration: float | None) -> None:
-    """The live table (or one JSON object per printer per second) until ``duration`` or Ctrl-C."""
+async def _show(
+    live: Sequence[BasePrinter], as_json: bool, duration: float | None, labels: dict[str, str] | None = None
+) -> None:
+    """The live table (or one JSON object per printer per second) until ``duration`` or Ctrl-C.
+
+    ``labels`` names printers by serial (profile names on the LAN); the serial is used otherwise.
+    """
+    labels = labels or {}
     deadline = time.monotonic() + duration if duration else None
     if as_json:
         while deadline is None or time.monotonic() < deadline:
@@ -347,15 +354,16 @@ async def _show(live: Sequence[BasePrinter], as_json: bool, duration: float | No
 
     def table() -> Table:
         t = Table(title="bambu monitor", expand=True)
-        for column in ("printer", "state", "progress", "layer", "left", "nozzle", "bed", "errors"):
+        for column in ("printer", "model", "state", "progress", "layer", "left", "nozzle", "bed", "errors"):
             t.add_column(column)
         for p in live:
             s = p.status
             job, temps = s.job, s.temperatures
             nozzle = "/".join(_num(n.current) for n in temps.nozzles) if temps.nozzles else "-"
             errors = str(len(s.hms) + (1 if s.print_error else 0))
+            label = labels.get(p.serial, p.serial)
             t.add_row(
-                p.serial if p.connected else f"{p.serial} (offline)", job.state.value,
+                label if p.connected else f"{label} (offline)", p.model.name if p.model else "?", job.state.value,
                 f"{job.progress or 0}%", f"{job.layer or 0}/{job.total_layers or 0}",
                 f"{int(job.remaining.total_seconds() // 60)} min" if job.remaining else "-",
                 f"{nozzle}°C", f"{_num(temps.bed)}°C", errors,
