@@ -63,9 +63,9 @@ import ssl
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, ClassVar, Final, Protocol, Self
+from typing import Any, ClassVar, Final, Protocol
 
+from bambulab._lifecycle import AsyncResource, backoff_delay
 from bambulab.events import (
     ConnectionLost,
     ConnectionRestored,
@@ -152,7 +152,7 @@ class _AckWaiter:
         self.future = future
 
 
-class BasePrinter:
+class BasePrinter(AsyncResource):
     """One printer's state, status, events and commands, over a link a subclass provides.
 
     :class:`Printer` is the LAN client (its own MQTT connection); :class:`bambulab.cloud.mqtt.CloudPrinter`
@@ -251,19 +251,6 @@ class BasePrinter:
         return self._seq
 
     # ------------------------------------------------------------------ lifecycle
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self.connect()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def connect(self) -> None:
         """Connect and wait until ready (see the subclass)."""
@@ -1025,8 +1012,7 @@ class Printer(BasePrinter):
         initial, maximum = self._backoff
         attempt = 0
         while not self._closed:
-            step = min(maximum, initial * 2 ** min(attempt, 30))
-            await asyncio.sleep(step * self._rng.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff_delay(attempt, initial, maximum, self._rng))
             attempt += 1
             try:
                 return await self._open()

@@ -64,9 +64,9 @@ import logging
 import random
 import ssl
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, ClassVar, Final, Protocol
 
+from bambulab._lifecycle import AsyncResource, backoff_delay
 from bambulab.events import ConnectionLost, ConnectionRestored
 from bambulab.exceptions import (
     AuthenticationError,
@@ -381,7 +381,7 @@ class CloudPrinter(BasePrinter):
             self._last_pushall = asyncio.get_running_loop().time()
 
 
-class CloudConnection:
+class CloudConnection(AsyncResource):
     """One MQTT connection to the Bambu cloud broker for an account's printers (module docstring).
 
     ``token`` is the access token (a ``str``, or an object with ``access_token`` and optionally
@@ -512,19 +512,6 @@ class CloudConnection:
         return found
 
     # ------------------------------------------------------------------ lifecycle
-
-    async def __aenter__(self) -> CloudConnection:
-        try:
-            await self.connect()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def connect(self) -> None:
         """Connect, subscribe every device and greet it. Failures raise at once (no retry).
@@ -757,8 +744,7 @@ class CloudConnection:
         initial, maximum = self._backoff
         attempt = 0
         while not self._closed:
-            step = min(maximum, initial * 2 ** min(attempt, 30))
-            await asyncio.sleep(step * self._rng.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff_delay(attempt, initial, maximum, self._rng))
             attempt += 1
             try:
                 return await self._open(first=False)
