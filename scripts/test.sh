@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+bash scripts/system-deps.sh
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 "$PY" -m ruff check src tests bench
 "$PY" -m mypy
