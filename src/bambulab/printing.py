@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 
 from bambulab.exceptions import BambuError, BambuTimeoutError, CommandFailedError, SignatureRequiredError
 from bambulab.files import PrinterFiles, remote_path
@@ -177,7 +177,7 @@ def _auto_mapping(plate: threemf.Plate, status: PrinterStatus) -> list[int]:
         ) from None
 
 
-def _explicit_mapping(value: Sequence[int]) -> list[int]:
+def _explicit_mapping(value: str | Sequence[int]) -> list[int]:
     if isinstance(value, str | bytes):
         raise ValueError('ams_mapping must be "auto", a list of tray indexes, or None')
     mapping = list(value)
@@ -238,7 +238,7 @@ async def print_file(
     path: str | os.PathLike[str] | bytes,
     *,
     plate: int = 1,
-    ams_mapping: Literal["auto"] | Sequence[int] | None = "auto",
+    ams_mapping: str | Sequence[int] | None = "auto",
     remote_name: str | None = None,
     bed_type: commands.BedType | str = "auto",
     timelapse: bool = False,

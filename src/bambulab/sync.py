@@ -427,10 +427,10 @@ def upload_and_print(
         mqtt_client = MQTTClient("bblp", access_code, serial, host=printer_ip, ssl_context=ssl_context)
         mqtt_client.connect()
     try:
-        from bambulab.printer import Printer
+        from bambulab.link import LanLink
 
         printer = mqtt_client.printer
-        if not isinstance(printer, Printer):
+        if not isinstance(printer.link, LanLink):
             raise UnsupportedError("upload_and_print needs a LAN MQTTClient (host=): files go to the printer over FTPS")
         job = _run(printer.print_file(Path(file_path), plate=plate, ams_mapping=ams_mapping, use_ams=use_ams,
                                       **options), timeout)

@@ -33,6 +33,7 @@ __all__ = [
     "PrinterCertificateError",
     "bundled_ca_pem",
     "check_peer_serial",
+    "cloud_ssl_context",
     "default_printer_context",
     "is_verifying",
     "peer_common_name",
@@ -113,6 +114,13 @@ def printer_ssl_context(
 def default_printer_context(insecure: bool = False) -> ssl.SSLContext:
     """A shared :func:`printer_ssl_context` (bundled CA, or insecure). Do not modify it."""
     return printer_ssl_context(insecure=insecure)
+
+
+def cloud_ssl_context(*, ca_file: str | None = None) -> ssl.SSLContext:
+    """A context for the Bambu cloud (MQTT broker, HTTP API): a public web certificate, so the chain
+    *and* the host name are checked against the system's CA store, or against ``ca_file`` only
+    (a private broker, the fake cloud)."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def is_verifying(ctx: ssl.SSLContext) -> bool:
