@@ -14,8 +14,9 @@
   :attr:`Printer.state`; :attr:`Printer.status` is a :class:`~bambulab.protocol.views.PrinterStatus`
   view of it, built on first access after each change.
 * **Events**: :meth:`Printer.events` gives each consumer its own bounded stream of typed events
-  (:mod:`bambulab.events`): a slow consumer loses the oldest ``StateChanged`` events, never the
-  lifecycle ones. Lifecycle and HMS events describe changes between two known states: the first
+  (:mod:`bambulab.events`): a consumer that falls ``maxsize`` events behind gets one
+  ``EventsDropped`` with the current status instead of what it missed. Lifecycle and HMS events
+  (:func:`~bambulab.events.derive_events`) describe changes between two known states: the first
   report after connecting is a snapshot and raises none (read ``status`` for it); after a
   reconnect the fresh report is compared with the last known state, so a print that finished
   while disconnected still yields ``PrintFinished``.
@@ -70,15 +71,9 @@ from bambulab.events import (
     ConnectionLost,
     ConnectionRestored,
     EventStream,
-    HmsCleared,
-    HmsRaised,
     PrinterEvent,
-    PrintFailed,
-    PrintFinished,
-    PrintPaused,
-    PrintResumed,
-    PrintStarted,
     StateChanged,
+    derive_events,
 )
 from bambulab.exceptions import (
     BambuConnectionError,
@@ -91,10 +86,9 @@ from bambulab.exceptions import (
 )
 from bambulab.link import Clock, LanLink, PrinterLink
 from bambulab.protocol import commands as cmd
-from bambulab.protocol.hms import HmsMessage, decode_hms_list
 from bambulab.protocol.models import PrinterModel, detect_model, model_by_code, model_for_serial
 from bambulab.protocol.state import is_full_report, merge
-from bambulab.protocol.views import GcodeState, PrinterStatus
+from bambulab.protocol.views import PrinterStatus
 
 if TYPE_CHECKING:
     from bambulab.camera import Camera
@@ -107,11 +101,6 @@ __all__ = ["BasePrinter", "Printer"]
 log = logging.getLogger(__name__)
 
 _DEFAULT_TEMP: Final = 220
-_ACTIVE: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.PAUSE, GcodeState.SLICING})
-_STARTING: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.SLICING})
-_NOT_STARTED: Final = frozenset(
-    {GcodeState.IDLE, GcodeState.FINISH, GcodeState.FAILED, GcodeState.INIT, GcodeState.OFFLINE}
-)
 _LAN_ONLY: Final = (
     "a printer reached through {} has no LAN endpoint (host, access code, FTPS, camera): use a LAN Printer"
 )
@@ -797,10 +786,8 @@ class Printer(AsyncResource):
         status = self.status
         if self._streams:
             self._emit(StateChanged(self._serial, status))
-            old_print = old.get("print")
-            new_print = new.get("print")
-            if isinstance(old_print, dict) and isinstance(new_print, dict) and old_print is not new_print:
-                self._lifecycle(old_print, new_print, status)
+            for event in derive_events(old, new, serial=self._serial, status=status):
+                self._emit(event)
         if self._status_waiters:
             for predicate, awaiter in list(self._status_waiters):
                 if awaiter.done():
@@ -810,35 +797,6 @@ class Printer(AsyncResource):
                         awaiter.set_result(status)
                 except Exception as exc:
                     awaiter.set_exception(exc)
-
-    def _lifecycle(self, old: dict[str, Any], new: dict[str, Any], status: PrinterStatus) -> None:
-        serial = self._serial
-        old_state, new_state = old.get("gcode_state"), new.get("gcode_state")
-        if old_state != new_state:
-            before, after = GcodeState.parse(old_state), GcodeState.parse(new_state)
-            event: PrinterEvent | None = None
-            if after in _STARTING and before in _NOT_STARTED:
-                event = PrintStarted(serial, status)
-            elif before is GcodeState.PAUSE and after in (GcodeState.RUNNING, GcodeState.PREPARE):
-                event = PrintResumed(serial, status)
-            elif after is GcodeState.PAUSE and before in _ACTIVE:
-                event = PrintPaused(serial, status)
-            elif after is GcodeState.FINISH and before in _ACTIVE:
-                event = PrintFinished(serial, status)
-            elif after is GcodeState.FAILED and before in _ACTIVE:
-                event = PrintFailed(serial, status, status.print_error)
-            if event is not None:
-                self._emit(event)
-        old_hms, new_hms = old.get("hms"), new.get("hms")
-        if old_hms is not new_hms and old_hms != new_hms:
-            before_hms = {(m.attr, m.code): m for m in decode_hms_list(old_hms)}
-            after_hms: dict[tuple[int, int], HmsMessage] = {(m.attr, m.code): m for m in status.hms}
-            for key, message in after_hms.items():
-                if key not in before_hms:
-                    self._emit(HmsRaised(serial, message))
-            for key, message in before_hms.items():
-                if key not in after_hms:
-                    self._emit(HmsCleared(serial, message))
 
     def _emit(self, event: PrinterEvent) -> None:
         for stream in self._streams:
