@@ -7,7 +7,7 @@
             handle(frame.jpeg)
         jpeg = await printer.camera.snapshot()           # any model (X1/H2 need PyAV)
 
-    camera = Camera.connect("192.168.1.50", access_code, model="P1S")   # without a Printer
+    camera = Camera.connect("192.168.1.50", access_code, serial=serial)   # without a Printer
 
 Two kinds of camera exist (:class:`~bambulab.protocol.models.CameraKind`):
 
@@ -35,12 +35,12 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
 from fractions import Fraction
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import SplitResult, quote, urlsplit
 
+from bambulab.endpoint import PrinterEndpoint
 from bambulab.exceptions import (
     AuthenticationError,
     BambuConnectionError,
@@ -55,11 +55,12 @@ from bambulab.transports.camera import DEFAULT_JPEG_PORT, Frame, JpegStreamClien
 if TYPE_CHECKING:
     import ssl
 
+    from bambulab.printer import Printer
+
 __all__ = [
     "DEFAULT_RTSP_PORT",
     "RTSP_PATH",
     "Camera",
-    "CameraSource",
     "Frame",
     "pyav_available",
 ]
@@ -76,43 +77,6 @@ _LIVEVIEW_DISABLED = (
 )
 
 
-class CameraSource(Protocol):
-    """What :class:`Camera` needs from a printer. :class:`~bambulab.printer.Printer` has it all.
-
-    A ``state`` (or ``status.raw``) mapping holding the merged report (with
-    ``print.ipcam.rtsp_url``) is used when present.
-    """
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def serial(self) -> str | None: ...
-
-    @property
-    def access_code(self) -> str: ...
-
-    @property
-    def ssl_context(self) -> ssl.SSLContext | None: ...
-
-    @property
-    def model(self) -> PrinterModel | None: ...
-
-    @property
-    def camera_port(self) -> int | None: ...
-
-
-@dataclass(slots=True)
-class _StandaloneSource:
-    host: str
-    access_code: str = field(repr=False)
-    serial: str | None = None
-    model: PrinterModel | None = None
-    camera_port: int | None = None
-    ssl_context: ssl.SSLContext | None = None
-    state: Mapping[str, Any] | None = None
-
-
 def pyav_available() -> bool:
     """Whether PyAV (the ``camera`` extra) can be imported, for RTSP decoding."""
     try:
@@ -127,16 +91,6 @@ def _import_av() -> Any:
         return importlib.import_module("av")
     except ImportError:
         raise UnsupportedError(_INSTALL_HINT) from None
-
-
-def _report_of(source: object) -> Mapping[str, Any] | None:
-    """The merged report the source holds, if any: ``source.state`` or ``source.status.raw``."""
-    state = getattr(source, "state", None)
-    if isinstance(state, Mapping):
-        return state
-    status = getattr(source, "status", None)
-    raw = getattr(status, "raw", None) if status is not None else None
-    return raw if isinstance(raw, Mapping) else None
 
 
 def _reported_rtsp_url(report: Mapping[str, Any] | None) -> str | None:
@@ -317,8 +271,9 @@ def _map_av_error(av: Any, exc: BaseException, where: str, timeout: float, stall
 class Camera:
     """The camera of one printer. Build it from a printer, or with :meth:`connect`.
 
-    ``Camera(printer)`` takes anything with :class:`CameraSource`'s attributes (a
-    :class:`~bambulab.printer.Printer` exposes ``printer.camera``). Each :meth:`frames`
+    ``Camera(printer)`` follows a :class:`~bambulab.printer.Printer` (its model and last report;
+    ``printer.camera`` is one); ``Camera(endpoint, model=..., report=...)`` takes a
+    :class:`~bambulab.endpoint.PrinterEndpoint` and what is known of the printer. Each :meth:`frames`
     iteration and each :meth:`snapshot` opens its own connection; :meth:`close` (or leaving
     ``async with``) ends every one still open, and the camera cannot be used afterwards.
 
@@ -326,8 +281,23 @@ class Camera:
     one every 1-2 s); ``connect_timeout`` the TCP connect and TLS handshake.
     """
 
-    def __init__(self, printer: CameraSource, *, connect_timeout: float = 10.0, frame_timeout: float = 15.0) -> None:
-        self._source = printer
+    def __init__(
+        self,
+        printer: Printer | PrinterEndpoint,
+        *,
+        model: PrinterModel | None = None,
+        report: Mapping[str, Any] | None = None,
+        connect_timeout: float = 10.0,
+        frame_timeout: float = 15.0,
+    ) -> None:
+        if isinstance(printer, PrinterEndpoint):
+            self._endpoint = printer
+            self._printer: Printer | None = None
+        else:
+            self._endpoint = printer.endpoint
+            self._printer = printer
+        self._model = model
+        self._report = report
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self._clients: set[JpegStreamClient] = set()
@@ -365,32 +335,36 @@ class Camera:
                 raise ValueError(str(exc.args[0])) from None
         if model is None and serial:
             model = model_for_serial(serial)
-        source = _StandaloneSource(
-            host=host, access_code=access_code, serial=serial, model=model, camera_port=port,
-            ssl_context=ssl_context, state=report,
-        )
-        return cls(source, connect_timeout=connect_timeout, frame_timeout=frame_timeout)
+        endpoint = PrinterEndpoint.create(host, serial, access_code, ssl_context=ssl_context, camera_port=port)
+        return cls(endpoint, model=model, report=report, connect_timeout=connect_timeout, frame_timeout=frame_timeout)
 
     # ------------------------------------------------------------------------------ properties
 
     @property
     def model(self) -> PrinterModel | None:
-        return self._source.model
+        return self._printer.model if self._printer is not None else self._model
+
+    @property
+    def endpoint(self) -> PrinterEndpoint:
+        return self._endpoint
+
+    def _last_report(self) -> Mapping[str, Any] | None:
+        return self._printer.state if self._printer is not None else self._report
 
     @property
     def kind(self) -> CameraKind:
         """The camera kind of the printer's model; ``JPEG`` while the model is unknown."""
-        model = self._source.model
+        model = self.model
         return model.camera if model is not None else CameraKind.JPEG
 
     @property
     def host(self) -> str:
-        return self._source.host
+        return self._endpoint.host
 
     @property
     def port(self) -> int:
         """The camera port: the configured one, else 6000 (JPEG) or 322 / the reported one (RTSP)."""
-        configured = self._source.camera_port
+        configured = self._endpoint.camera_port
         if configured:
             return configured
         if self.kind is CameraKind.RTSP:
@@ -405,7 +379,7 @@ class Camera:
         return self._closed
 
     def __repr__(self) -> str:
-        model = self._source.model
+        model = self.model
         name = model.name if model is not None else "unknown model"
         state = " closed" if self._closed else ""
         return f"<Camera {name} {self.kind.value} {self.host}:{self.port}{state}>"
@@ -440,7 +414,7 @@ class Camera:
     def _require_jpeg(self, what: str) -> None:
         kind = self.kind
         if kind is CameraKind.RTSP:
-            model = self._source.model
+            model = self.model
             name = model.name if model is not None else "this printer"
             raise UnsupportedError(
                 f"{what} reads the port-6000 JPEG stream of P1/A1 printers; the {name} streams "
@@ -450,13 +424,13 @@ class Camera:
             raise UnsupportedError("this printer has no camera that can be reached on the LAN")
 
     def _jpeg_client(self, timeout: float | None, max_queued: int) -> JpegStreamClient:
-        source = self._source
+        endpoint = self._endpoint
         return JpegStreamClient(
-            source.host,
-            source.access_code,
+            endpoint.host,
+            endpoint.access_code,
             port=self.port,
-            serial=source.serial,
-            ssl_context=source.ssl_context,
+            serial=endpoint.serial,
+            ssl_context=endpoint.ssl_context,
             connect_timeout=self.connect_timeout,
             frame_timeout=self.frame_timeout if timeout is None else timeout,
             max_queued=max_queued,
@@ -519,7 +493,7 @@ class Camera:
 
     def _reported_rtsp(self, *, strict: bool = True) -> SplitResult | None:
         """The report's ``ipcam.rtsp_url`` split; ``None`` when absent; raises when disabled."""
-        url = _reported_rtsp_url(_report_of(self._source))
+        url = _reported_rtsp_url(self._last_report())
         if url is None:
             return None
         if url.lower() == "disable":
@@ -547,7 +521,7 @@ class Camera:
         (``rtsp_url == "disable"``) and for P1/A1 printers, which have no RTSP stream.
         """
         self._check_open()
-        model = self._source.model
+        model = self.model
         if model is not None and model.camera is not CameraKind.RTSP:
             raise UnsupportedError(
                 f"the {model.name} has no RTSP camera: it sends JPEG frames on port 6000 (use frames())"
@@ -555,11 +529,11 @@ class Camera:
         reported = self._reported_rtsp()
         scheme = reported.scheme.lower() if reported is not None else "rtsps"
         path = reported.path if reported is not None and reported.path else RTSP_PATH
-        port = self._source.camera_port or (reported.port if reported is not None else None) or DEFAULT_RTSP_PORT
+        port = self._endpoint.camera_port or (reported.port if reported is not None else None) or DEFAULT_RTSP_PORT
         credentials = ""
         if include_credentials:
-            credentials = f"{_RTSP_USER}:{quote(self._source.access_code, safe='')}@"
-        return f"{scheme}://{credentials}{_host_for_url(self._source.host)}:{port}{path}"
+            credentials = f"{_RTSP_USER}:{quote(self._endpoint.access_code, safe='')}@"
+        return f"{scheme}://{credentials}{_host_for_url(self._endpoint.host)}:{port}{path}"
 
     def _rtsp_reader(
         self, timeout: float | None, *, encode_jpeg: bool = False, limit: int | None = None, max_queued: int = 2

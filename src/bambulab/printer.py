@@ -352,7 +352,7 @@ class Printer(AsyncResource):
         if self._files is None:
             from bambulab.files import PrinterFiles
 
-            self._files = PrinterFiles(self)
+            self._files = PrinterFiles(self.endpoint)
         return self._files
 
     @property

@@ -8,7 +8,7 @@ coroutine to it and waits for the result. Nothing here opens a socket itself.
 ```python
 from bambulab import MQTTClient, LocalFTPClient, upload_and_print
 
-with LocalFTPClient("192.168.1.50", "12345678") as ftp:
+with LocalFTPClient("192.168.1.50", "12345678", serial="01P00A123456789") as ftp:
     ftp.upload_file("benchy.gcode.3mf")
 ```
 """
@@ -526,13 +526,18 @@ class RTSPStream:
         return f"rtsps://{auth}{self.printer_ip}:{self.port}/streaming/live/1"
 
 
-def get_video_stream(printer_ip: str, access_code: str, model: PrinterModel | str) -> JPEGFrameStream | RTSPStream:
-    """The right stream for the model: JPEG frames on P1/A1, RTSPS on X1/H2/P2S."""
+def get_video_stream(
+    printer_ip: str, access_code: str, model: PrinterModel | str, *, serial: str | None = None
+) -> JPEGFrameStream | RTSPStream:
+    """The right stream for the model: JPEG frames on P1/A1, RTSPS on X1/H2/P2S.
+
+    ``serial`` makes the JPEG stream check that the certificate names that printer.
+    """
     resolved = _model(model)
     if resolved is None:
         raise ValueError("model is required")
     if resolved.camera is CameraKind.JPEG:
-        return JPEGFrameStream(printer_ip, access_code)
+        return JPEGFrameStream(printer_ip, access_code, serial=serial)
     if resolved.camera is CameraKind.RTSP:
         return RTSPStream(printer_ip, access_code)
     raise UnsupportedError(f"the {resolved.name} has no camera")

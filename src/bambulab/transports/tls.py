@@ -38,6 +38,7 @@ __all__ = [
     "is_verifying",
     "peer_common_name",
     "printer_ssl_context",
+    "warn_serial_unchecked",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,25 @@ def cloud_ssl_context(*, ca_file: str | None = None) -> ssl.SSLContext:
     *and* the host name are checked against the system's CA store, or against ``ca_file`` only
     (a private broker, the fake cloud)."""
     return ssl.create_default_context(cafile=ca_file)
+
+
+_UNCHECKED_WARNED: set[str] = set()
+
+
+def warn_serial_unchecked(service: str) -> None:
+    """Log, once per service and process, that a connection without a serial checks only the chain.
+
+    Every Bambu printer has a certificate from Bambu's CA, so without the serial any printer on the
+    network could answer in place of the intended one (and receive its access code).
+    """
+    if service in _UNCHECKED_WARNED:
+        return
+    _UNCHECKED_WARNED.add(service)
+    log.warning(
+        "%s: no serial given, so only the certificate chain is checked, not that the certificate names "
+        "the intended printer; pass serial= (the printer's serial number)",
+        service,
+    )
 
 
 def is_verifying(ctx: ssl.SSLContext) -> bool:
