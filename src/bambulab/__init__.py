@@ -17,18 +17,33 @@ from typing import TYPE_CHECKING, Any
 
 from bambulab._version import __version__
 from bambulab.exceptions import (
+    AmsMappingError,
     AuthenticationError,
     BambuConnectionError,
     BambuError,
     BambuTimeoutError,
+    CloudError,
+    CloudflareBlockedError,
     CommandFailedError,
     FileTransferError,
+    NotConnectedError,
+    PrinterBusyError,
+    PrinterCertificateError,
+    PrintSetupError,
+    RateLimitedError,
+    SessionReuseError,
     SignatureRequiredError,
+    SimulatorError,
+    SubscriptionRefusedError,
+    ThreeMFError,
+    TokenExpiredError,
+    UnsupportedError,
 )
 
 if TYPE_CHECKING:
     from bambulab.camera import Camera
     from bambulab.cloud import AsyncBambuClient, BambuAuthenticator, BambuClient, TokenManager
+    from bambulab.config import ConfigError
     from bambulab.discovery import discover
     from bambulab.files import PrinterFiles
     from bambulab.printer import Printer
@@ -60,9 +75,11 @@ _LAZY = {
     "JPEGFrameStream": "bambulab.sync",
     "RTSPStream": "bambulab.sync",
     "get_video_stream": "bambulab.sync",
+    "ConfigError": "bambulab.config",
 }
 
 __all__ = [
+    "AmsMappingError",
     "AsyncBambuClient",
     "AuthenticationError",
     "BambuAuthenticator",
@@ -71,18 +88,32 @@ __all__ = [
     "BambuError",
     "BambuTimeoutError",
     "Camera",
+    "CloudError",
+    "CloudflareBlockedError",
     "CommandFailedError",
+    "ConfigError",
     "FileTransferError",
     "JPEGFrameStream",
     "LocalFTPClient",
     "LocalPrintClient",
     "MQTTClient",
+    "NotConnectedError",
+    "PrintSetupError",
     "Printer",
+    "PrinterBusyError",
+    "PrinterCertificateError",
     "PrinterFiles",
     "PrinterStatus",
     "RTSPStream",
+    "RateLimitedError",
+    "SessionReuseError",
     "SignatureRequiredError",
+    "SimulatorError",
+    "SubscriptionRefusedError",
+    "ThreeMFError",
+    "TokenExpiredError",
     "TokenManager",
+    "UnsupportedError",
     "__version__",
     "discover",
     "get_video_stream",

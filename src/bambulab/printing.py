@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from bambulab.exceptions import BambuError, BambuTimeoutError, CommandFailedError, SignatureRequiredError
+from bambulab.exceptions import (
+    AmsMappingError,
+    BambuTimeoutError,
+    CommandFailedError,
+    PrinterBusyError,
+    PrintSetupError,
+    SignatureRequiredError,
+)
 from bambulab.files import remote_path
 from bambulab.protocol import commands, threemf
 from bambulab.protocol.ams import plan_ams_mapping
@@ -54,24 +61,12 @@ __all__ = [
 ]
 
 #: ``print_error`` / ``err_code`` of "the printer is busy with another task".
-ERR_PRINTER_BUSY: Final = 0x05004004
+ERR_PRINTER_BUSY: Final = commands.PrinterErrorCode.PRINTER_BUSY
 _STARTED: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING})
 _ACTIVE: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.PAUSE, GcodeState.SLICING})
 _PROJECT_SUFFIXES: Final = (".3mf",)
 _GCODE_SUFFIXES: Final = (".gcode", ".gco", ".g")
 _ZIP_MAGIC: Final = b"PK\x03\x04"
-
-
-class PrintSetupError(BambuError, ValueError):
-    """The file cannot be printed as asked (no such plate, not a sliced project ...). Nothing was sent."""
-
-
-class AmsMappingError(PrintSetupError, threemf.AmsMappingError):
-    """No loaded tray can take a filament of the plate (``ams_mapping="auto"``). Nothing was sent."""
-
-
-class PrinterBusyError(CommandFailedError):
-    """The printer is preparing, printing or paused, and cannot start another job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,10 +237,7 @@ async def print_file(
             have = ", ".join(str(p.index) for p in project.plates)
             raise PrintSetupError(f"{file_name} has no plate {plate}; its plates: {have}") from None
         wanted: Literal["auto"] | list[int] | None = "auto" if ams_mapping == "auto" else explicit
-        try:
-            plan = plan_ams_mapping(chosen, status, printer.model or status.model, ams_mapping=wanted, use_ams=use_ams)
-        except threemf.AmsMappingError as exc:
-            raise AmsMappingError(str(exc)) from None
+        plan = plan_ams_mapping(chosen, status, printer.model or status.model, ams_mapping=wanted, use_ams=use_ams)
         mapping = list(plan.mapping) if plan.mapping is not None else None
         ams_on = plan.use_ams
 

@@ -468,10 +468,12 @@ class BambuAuthenticator(_AuthBase):
 
     @property
     def api_url(self) -> str:
+        """The HTTP API's base URL (the region's, or ``api_url=``)."""
         return self._session.api_url
 
     @property
     def web_url(self) -> str:
+        """The web site's base URL, where login pages live (the region's, or ``web_url=``)."""
         return self._session.web_url
 
     def login(
@@ -524,6 +526,7 @@ class BambuAuthenticator(_AuthBase):
         return self._session.run(flow, _asker(code_callback))
 
     def close(self) -> None:
+        """Close the HTTP client (unless it is yours)."""
         self._session.close()
 
     def __enter__(self) -> BambuAuthenticator:
@@ -558,32 +561,44 @@ class AsyncBambuAuthenticator(_AuthBase):
 
     @property
     def api_url(self) -> str:
+        """The HTTP API's base URL (the region's, or ``api_url=``)."""
         return self._session.api_url
 
     @property
     def web_url(self) -> str:
+        """The web site's base URL, where login pages live (the region's, or ``web_url=``)."""
         return self._session.web_url
 
     async def login(
         self, username: str, password: str, code_callback: CodeCallback | None = None, *, request_code: bool = True
     ) -> Token:
+        """Log in with e-mail and password (and a code when the account needs one).
+
+        ``request_code=False`` skips emailing a code for ``verifyCode`` accounts: use it when
+        ``code_callback`` returns a code that was emailed before (it is asked first).
+        """
         flow = login_flow(username.strip(), password, self.region, request_code=request_code,
                           attempts=self.code_attempts)
         return await self._session.run(flow, _asker(code_callback))
 
     async def send_code(self, username: str) -> None:
+        """Have the cloud email a login code to ``username``."""
         await self._session.call(ep.SEND_EMAIL_CODE, None, email=username.strip())
 
     async def login_with_code(self, username: str, code: str) -> Token:
+        """Log in with an emailed code you already have."""
         return await self._session.run(code_login_flow(username.strip(), code.strip(), self.region), _asker(None))
 
     async def verify_token(self, token: Token | str) -> bool:
+        """True when the cloud accepts the token (``GET .../my/preference``); False on 401."""
         return await self._session.run(verify_flow(self._access(token)), _asker(None))
 
     async def refresh(self, token: Token | str) -> Token:
+        """A fresh token; :class:`~bambulab.exceptions.TokenExpiredError` when the cloud refuses."""
         return await self._session.run(refresh_flow(self._token(token)), _asker(None))
 
     async def uid(self, token: Token | str) -> int:
+        """The account's numeric uid (from a JWT token, else ``GET .../my/preference``)."""
         return await self._session.run(uid_flow(self._access(token)), _asker(None))
 
     async def get_or_create_token(
@@ -595,11 +610,16 @@ class AsyncBambuAuthenticator(_AuthBase):
         *,
         request_code: bool = True,
     ) -> Token:
+        """The token in ``token_file`` if the cloud accepts it (refreshed if possible), else a new login.
+
+        A new token is written atomically with mode 0600 from creation.
+        """
         flow = token_file_flow(_path(token_file), username, password, self.region,
                                request_code=request_code, attempts=self.code_attempts)
         return await self._session.run(flow, _asker(code_callback))
 
     async def aclose(self) -> None:
+        """Close the HTTP client (unless it is yours)."""
         await self._session.aclose()
 
     async def __aenter__(self) -> AsyncBambuAuthenticator:

@@ -34,6 +34,8 @@ from bambulab.protocol.models import PrinterFamily, PrinterModel, model_by_code
 __all__ = [
     "ERR_REPLAY",
     "ERR_SIGNATURE_REQUIRED",
+    "RETRYABLE_ERRORS",
+    "PrinterErrorCode",
     "EXTERNAL_SPOOL_TARGET",
     "MAX_SEQUENCE_ID",
     "MD5_FROM_SD_CARD",
@@ -92,11 +94,48 @@ Command = dict[str, dict[str, Any]]
 
 #: The largest sequence id we hand out; ids at or above 2**31 make AMS commands hang.
 MAX_SEQUENCE_ID: Final = 2**31 - 1
+
+
+class PrinterErrorCode(enum.IntEnum):
+    """The ``err_code`` / ``print_error`` values the library acts on (PROTOCOL.md §2.6, §3.8).
+
+    Compare with ints freely (``ack.err_code == PrinterErrorCode.REPLAY``). The retryable ones are
+    in :data:`RETRYABLE_ERRORS` (:attr:`retryable`): the same request can succeed later, or with
+    a fresh ``sequence_id``.
+    """
+
+    #: The print was cancelled (``stop``, or on the printer's screen).
+    TASK_CANCELLED = 0x0300400C
+    #: The file named by a print command is not on the printer's storage.
+    FILE_NOT_AVAILABLE = 0x0300800E
+    #: The printer is busy with another job: retry when it has finished. Retryable.
+    PRINTER_BUSY = 0x05004004
+    #: The uploaded file does not match the MD5 the print command gave.
+    MD5_MISMATCH = 0x0500403F
+    #: The build plate on the printer is not the one the file was sliced for.
+    BUILD_PLATE_MISMATCH = 0x05008051
+    #: The AMS mapping table of a print command is not usable.
+    AMS_MAPPING = 0x07008012
+    #: "mqtt message verify failed": the command had to be signed (Developer Mode is off).
+    SIGNATURE_REQUIRED = 0x05024007
+    #: A reused ``sequence_id`` on signing firmware (anti-replay): resend with a new id. Retryable.
+    REPLAY = 0x05024008
+    #: The signing header of the command was malformed.
+    MALFORMED_HEADER = 0x05024009
+
+    @property
+    def retryable(self) -> bool:
+        return self in RETRYABLE_ERRORS
+
+
+#: The error codes after which the same command can succeed (later, or with a fresh sequence id).
+RETRYABLE_ERRORS: Final = frozenset({PrinterErrorCode.PRINTER_BUSY, PrinterErrorCode.REPLAY})
+
 #: ``err_code`` of "mqtt message verify failed": the command had to be signed (0x05024007).
-ERR_SIGNATURE_REQUIRED: Final = 84033543
+ERR_SIGNATURE_REQUIRED: Final = PrinterErrorCode.SIGNATURE_REQUIRED
 #: ``err_code`` of a reused ``sequence_id`` on signing firmware (anti-replay).
-ERR_REPLAY: Final = 84033544
-_AUTH_ERR_RANGE: Final = range(84033543, 84033549)  # the documented authorization error block
+ERR_REPLAY: Final = PrinterErrorCode.REPLAY
+_AUTH_ERR_RANGE: Final = range(PrinterErrorCode.SIGNATURE_REQUIRED, PrinterErrorCode.SIGNATURE_REQUIRED + 6)  # the documented authorization error block
 _SIGNATURE_REASON: Final = "mqtt message verify failed"
 
 #: ``ams_change_filament`` target that unloads the current filament.

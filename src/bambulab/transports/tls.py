@@ -27,7 +27,7 @@ import ssl
 from importlib import resources
 from typing import Any
 
-from bambulab.exceptions import AuthenticationError
+from bambulab.exceptions import PrinterCertificateError
 
 __all__ = [
     "PrinterCertificateError",
@@ -45,15 +45,6 @@ log = logging.getLogger(__name__)
 
 _CERTS_PACKAGE = "bambulab.transports"
 _CERTS_FOLDER = "certs"
-
-
-class PrinterCertificateError(AuthenticationError):
-    """The printer's TLS certificate did not verify, or names another serial.
-
-    Retrying will not help: either the address now belongs to another device (check the IP and the
-    serial), or the printer's CA is not the one expected (pass ``ca_file=``, or ``insecure=True`` at
-    your own risk).
-    """
 
 
 @functools.cache
