@@ -54,7 +54,7 @@ def _all_modules() -> list[types.ModuleType]:
 def _exception_classes() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for module in _all_modules():
-        for name, value in vars(module).items():
+        for value in vars(module).values():
             if (
                 isinstance(value, type)
                 and issubclass(value, BaseException)

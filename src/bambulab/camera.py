@@ -51,6 +51,7 @@ from bambulab.exceptions import (
 )
 from bambulab.protocol.models import CameraKind, PrinterModel, model_by_code, model_for_serial
 from bambulab.transports.camera import DEFAULT_JPEG_PORT, Frame, JpegStreamClient
+from bambulab.transports.rtsp import RtspRelay
 
 if TYPE_CHECKING:
     import ssl
@@ -139,9 +140,11 @@ class _RtspReader:
         max_queued: int,
         encode_jpeg: bool = False,
         limit: int | None = None,
+        relay: RtspRelay | None = None,
     ) -> None:
         self._av = av
         self._url = url
+        self._relay = relay
         self._where = where
         self._timeout = timeout
         self._encode_jpeg = encode_jpeg
@@ -168,9 +171,9 @@ class _RtspReader:
 
     def _run(self) -> None:
         av = self._av
+        # Plain RTSP to the loopback relay, which holds the verified TLS connection to the camera.
         options = {
             "rtsp_transport": "tcp",
-            "tls_verify": "0",
             "analyzeduration": "1000000",
             "probesize": "1000000",
         }
@@ -193,8 +196,10 @@ class _RtspReader:
                 container.close()
         except BaseException as exc:  # mapped and re-raised in the event loop
             if not self._stop.is_set():
+                refused = self._relay.error if self._relay is not None else None
                 stalled = time.monotonic() - progress >= self._timeout - 0.05
-                self._post(self._on_error, _map_av_error(av, exc, self._where, self._timeout, stalled))
+                error = refused or _map_av_error(av, exc, self._where, self._timeout, stalled)
+                self._post(self._on_error, error)
         finally:
             self._post(self._on_end)
 
@@ -234,6 +239,8 @@ class _RtspReader:
         if not self._done.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._done), self._timeout + 1.0)
+        if self._relay is not None:
+            await self._relay.close()
 
 
 def _encode_jpeg(av: Any, picture: Any) -> bytes:
@@ -289,7 +296,9 @@ class Camera:
         report: Mapping[str, Any] | None = None,
         connect_timeout: float = 10.0,
         frame_timeout: float = 15.0,
+        plaintext_rtsp: bool = False,
     ) -> None:
+        self._plaintext_rtsp = plaintext_rtsp
         if isinstance(printer, PrinterEndpoint):
             self._endpoint = printer
             self._printer: Printer | None = None
@@ -317,6 +326,7 @@ class Camera:
         report: Mapping[str, Any] | None = None,
         connect_timeout: float = 10.0,
         frame_timeout: float = 15.0,
+        plaintext_rtsp: bool = False,
     ) -> Camera:
         """A camera without a :class:`~bambulab.printer.Printer`.
 
@@ -324,8 +334,9 @@ class Camera:
         model is guessed from ``serial``, and an unknown model is treated as a JPEG camera.
         ``port`` overrides 6000/322. ``ssl_context`` defaults to the bundled Bambu CA
         (:func:`~bambulab.transports.tls.default_printer_context`); with ``serial`` the
-        certificate must name it. (FFmpeg, for RTSP, does not verify the certificate.)
-        ``report`` is a printer report holding ``print.ipcam.rtsp_url``, if you have one.
+        certificate must name it (RTSPS too: the library terminates TLS itself and feeds FFmpeg
+        through a loopback relay). ``report`` is a printer report holding ``print.ipcam.rtsp_url``,
+        if you have one; a plaintext ``rtsp://`` URL there is refused unless ``plaintext_rtsp``.
         Nothing connects until :meth:`frames`, :meth:`snapshot` or :meth:`rtsp_frames`.
         """
         if isinstance(model, str):
@@ -336,7 +347,10 @@ class Camera:
         if model is None and serial:
             model = model_for_serial(serial)
         endpoint = PrinterEndpoint.create(host, serial, access_code, ssl_context=ssl_context, camera_port=port)
-        return cls(endpoint, model=model, report=report, connect_timeout=connect_timeout, frame_timeout=frame_timeout)
+        return cls(
+            endpoint, model=model, report=report, connect_timeout=connect_timeout, frame_timeout=frame_timeout,
+            plaintext_rtsp=plaintext_rtsp,
+        )
 
     # ------------------------------------------------------------------------------ properties
 
@@ -467,7 +481,7 @@ class Camera:
         """
         self._check_open()
         if self.kind is CameraKind.RTSP:
-            pictures = self._rtsp_reader(frame_timeout, encode_jpeg=True, limit=1)
+            pictures = await self._rtsp_reader(frame_timeout, encode_jpeg=True, limit=1)
             try:
                 jpeg: bytes = await pictures.get()
             except StopAsyncIteration:
@@ -528,6 +542,12 @@ class Camera:
             )
         reported = self._reported_rtsp()
         scheme = reported.scheme.lower() if reported is not None else "rtsps"
+        if scheme == "rtsp" and not self._plaintext_rtsp:
+            raise UnsupportedError(
+                f"the printer at {self._endpoint.host} reports a plaintext rtsp:// camera URL: the video and the "
+                "access code's Digest would cross the network unencrypted (an 8-digit code is then easy to "
+                "guess offline); pass plaintext_rtsp=True to use it anyway"
+            )
         path = reported.path if reported is not None and reported.path else RTSP_PATH
         port = self._endpoint.camera_port or (reported.port if reported is not None else None) or DEFAULT_RTSP_PORT
         credentials = ""
@@ -535,15 +555,31 @@ class Camera:
             credentials = f"{_RTSP_USER}:{quote(self._endpoint.access_code, safe='')}@"
         return f"{scheme}://{credentials}{_host_for_url(self._endpoint.host)}:{port}{path}"
 
-    def _rtsp_reader(
-        self, timeout: float | None, *, encode_jpeg: bool = False, limit: int | None = None, max_queued: int = 2
+    async def _rtsp_reader(
+        self,
+        timeout: float | None,  # noqa: ASYNC109 (the worker's read timeout, not this call's)
+        *,
+        encode_jpeg: bool = False,
+        limit: int | None = None,
+        max_queued: int = 2,
     ) -> _RtspReader:
         av = _import_av()
-        url = self.rtsp_url(include_credentials=True)
+        reported = urlsplit(self.rtsp_url())  # raises for liveview off, P1/A1, refused plaintext
+        endpoint = self._endpoint
+        relay = RtspRelay(
+            endpoint.host,
+            reported.port or self.port,
+            ssl_context=endpoint.ssl_context if reported.scheme == "rtsps" else None,
+            serial=endpoint.serial,
+            connect_timeout=min(self.connect_timeout, self.frame_timeout if timeout is None else timeout),
+        )
+        await relay.start()
+        credentials = f"{_RTSP_USER}:{quote(endpoint.access_code, safe='')}"
+        url = f"rtsp://{credentials}@127.0.0.1:{relay.port}{reported.path or RTSP_PATH}"
         reader = _RtspReader(
             av, url, f"{self.host}:{self.port}",
             timeout=self.frame_timeout if timeout is None else timeout,
-            max_queued=max_queued, encode_jpeg=encode_jpeg, limit=limit,
+            max_queued=max_queued, encode_jpeg=encode_jpeg, limit=limit, relay=relay,
         )
         self._readers.add(reader)
         reader.start()
@@ -562,7 +598,7 @@ class Camera:
         off?), :class:`BambuTimeoutError` (nothing for ``frame_timeout`` seconds).
         """
         self._check_open()
-        reader = self._rtsp_reader(frame_timeout, max_queued=max_queued)
+        reader = await self._rtsp_reader(frame_timeout, max_queued=max_queued)
         try:
             while True:
                 try:

@@ -391,9 +391,11 @@ def test_rtsp_url_defaults_and_overrides() -> None:
     camera = Camera(endpoint, model=x1, report=reported)
     assert camera.rtsp_url() == "rtsps://192.168.1.50:322/streaming/live/1"  # our host, default port
     reported = {"print": {"ipcam": {"rtsp_url": "rtsp://192.168.1.50:554/streaming/live/1"}}}
-    camera = Camera(endpoint, model=x1, report=reported)
+    with pytest.raises(UnsupportedError, match="plaintext"):  # issue 12.1: no plaintext without opting in
+        Camera(endpoint, model=x1, report=reported).rtsp_url()
+    camera = Camera(endpoint, model=x1, report=reported, plaintext_rtsp=True)
     assert camera.rtsp_url() == "rtsp://192.168.1.50:554/streaming/live/1"
-    camera = Camera(endpoint.with_ports(camera_port=8322), model=x1, report=reported)
+    camera = Camera(endpoint.with_ports(camera_port=8322), model=x1, report=reported, plaintext_rtsp=True)
     assert camera.rtsp_url() == "rtsp://192.168.1.50:8322/streaming/live/1"
     ipv6 = Camera.connect("fe80::1", "12345678", model="H2D")
     assert ipv6.rtsp_url() == "rtsps://[fe80::1]:322/streaming/live/1"

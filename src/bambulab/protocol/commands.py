@@ -34,11 +34,10 @@ from bambulab.protocol.models import PrinterFamily, PrinterModel, model_by_code
 __all__ = [
     "ERR_REPLAY",
     "ERR_SIGNATURE_REQUIRED",
-    "RETRYABLE_ERRORS",
-    "PrinterErrorCode",
     "EXTERNAL_SPOOL_TARGET",
     "MAX_SEQUENCE_ID",
     "MD5_FROM_SD_CARD",
+    "RETRYABLE_ERRORS",
     "UNLOAD_TARGET",
     "AckResult",
     "AmsControlAction",
@@ -50,6 +49,7 @@ __all__ = [
     "LedMode",
     "LightNode",
     "PrintOption",
+    "PrinterErrorCode",
     "SequenceCounter",
     "SpeedLevel",
     "XcamModule",
@@ -135,7 +135,8 @@ RETRYABLE_ERRORS: Final = frozenset({PrinterErrorCode.PRINTER_BUSY, PrinterError
 ERR_SIGNATURE_REQUIRED: Final = PrinterErrorCode.SIGNATURE_REQUIRED
 #: ``err_code`` of a reused ``sequence_id`` on signing firmware (anti-replay).
 ERR_REPLAY: Final = PrinterErrorCode.REPLAY
-_AUTH_ERR_RANGE: Final = range(PrinterErrorCode.SIGNATURE_REQUIRED, PrinterErrorCode.SIGNATURE_REQUIRED + 6)  # the documented authorization error block
+#: The documented authorization error block (84033543..84033548).
+_AUTH_ERR_RANGE: Final = range(PrinterErrorCode.SIGNATURE_REQUIRED, PrinterErrorCode.SIGNATURE_REQUIRED + 6)
 _SIGNATURE_REASON: Final = "mqtt message verify failed"
 
 #: ``ams_change_filament`` target that unloads the current filament.
