@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from bambulab.camera import Camera
     from bambulab.cloud.mqtt import CloudConnection
     from bambulab.files import PrinterFiles
-    from bambulab.printer import BasePrinter, Printer
+    from bambulab.printer import Printer
 
 __all__ = [
     "JPEGFrameStream",
@@ -170,7 +170,7 @@ class MQTTClient(_Closing):
         self.timeout = timeout
         self.region = region
         self.broker_host = broker_host
-        self._printer: BasePrinter | None = None
+        self._printer: Printer | None = None
         self._cloud: CloudConnection | None = None
         self._pump: concurrent.futures.Future[None] | None = None
 
@@ -179,7 +179,7 @@ class MQTTClient(_Closing):
         return f"<MQTTClient {self.device_id} {where}{' connected' if self._printer else ''}>"
 
     @property
-    def printer(self) -> BasePrinter:
+    def printer(self) -> Printer:
         """The async printer underneath (for the full API): a :class:`~bambulab.printer.Printer` on
         the LAN, a :class:`~bambulab.cloud.mqtt.CloudPrinter` through the cloud."""
         if self._printer is None:
@@ -209,7 +209,7 @@ class MQTTClient(_Closing):
         _run(printer.connect(), self.timeout)
         return printer
 
-    def _connect_cloud(self) -> BasePrinter:
+    def _connect_cloud(self) -> Printer:
         from bambulab.cloud.mqtt import CloudConnection, uid_from_token
 
         if self._insecure:
@@ -233,7 +233,7 @@ class MQTTClient(_Closing):
         self._cloud = cloud
         return cloud.printer(self.device_id)
 
-    async def _deliver(self, printer: BasePrinter) -> None:
+    async def _deliver(self, printer: Printer) -> None:
         from bambulab.events import StateChanged
 
         callback = self.on_message

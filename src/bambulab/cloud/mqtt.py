@@ -25,12 +25,14 @@ async with CloudConnection(token, devices=["01P00A123456789"]) as cloud:
   the broker refuses (not bound to this account) raises :class:`~bambulab.exceptions.CloudError`
   (``code="not_bound"``) from :meth:`CloudConnection.connect` or :meth:`CloudConnection.add`; if
   it happens on a reconnect (the device was unbound meanwhile), only that printer stops for good.
-* **Printers**: :class:`CloudPrinter` is a :class:`~bambulab.printer.BasePrinter`, so ``state``,
-  ``status``, ``events()``, ``command()``, ``wait_for()``, ``refresh()`` and the convenience
-  commands (``pause()``, ``set_light()``, ``gcode()`` ...) behave as on the LAN
-  :class:`~bambulab.printer.Printer`. Commands are published to ``device/{serial}/request``; the
-  broker relays them unchanged and the printer's acknowledgement comes back on the report topic.
-  FTPS and the camera are LAN services: a cloud printer has neither.
+* **Printers**: :class:`CloudPrinter` is a :class:`~bambulab.printer.Printer` whose link is its
+  share of this connection (:class:`CloudLink`), so ``state``, ``status``, ``events()``,
+  ``command()``, ``wait_for()``, ``refresh()`` and the convenience commands (``pause()``,
+  ``set_light()``, ``gcode()`` ...) behave as on the LAN. Commands are published to
+  ``device/{serial}/request``; the broker relays them unchanged and the printer's
+  acknowledgement comes back on the report topic. FTPS and the camera are LAN services: a cloud
+  printer has neither (``endpoint``, ``files``, ``camera`` raise
+  :class:`~bambulab.exceptions.UnsupportedError`).
 * **Sequence ids**: our own increasing ids, not the ``"0"`` that commands originated *by the
   cloud service* carry (PROTOCOL.md §1.6, §5). The broker relays ids untouched, and every client
   of the account (the phone app, Studio) sees every acknowledgement, so a unique id is the only
