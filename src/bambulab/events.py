@@ -115,8 +115,11 @@ class HmsCleared(PrinterEvent):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLost(PrinterEvent):
-    """The connection ended. ``reconnecting`` says whether the client will try again; it is False
-    after :class:`~bambulab.exceptions.AuthenticationError` (``error``) or with ``reconnect=False``."""
+    """The printer is out of reach: one per outage, until :class:`ConnectionRestored`.
+
+    ``reconnecting`` says whether the client will try again (False with ``reconnect=False``). A
+    reconnect that is then refused for good (:class:`~bambulab.exceptions.AuthenticationError`, a
+    device unbound from the account) sends no second ConnectionLost: the stream ends, raising it."""
 
     error: BaseException | None
     reconnecting: bool
