@@ -28,8 +28,11 @@ from bambulab.exceptions import (
 
 if TYPE_CHECKING:
     from bambulab.camera import Camera
-    from bambulab.cloud import AsyncBambuClient, BambuAuthenticator, BambuClient, TokenManager
+    from bambulab.cloud import AsyncBambuClient, BambuClient, TokenManager
+    from bambulab.compat.auth import BambuAuthenticator
+    from bambulab.compat.mqtt import MQTTBridge
     from bambulab.discovery import discover
+    from bambulab.exceptions import BambuAuthError
     from bambulab.files import PrinterFiles
     from bambulab.printer import Printer
     from bambulab.protocol.views import PrinterStatus
@@ -47,7 +50,9 @@ _LAZY = {
     "Printer": "bambulab.printer",
     "BambuClient": "bambulab.cloud",
     "AsyncBambuClient": "bambulab.cloud",
-    "BambuAuthenticator": "bambulab.cloud",
+    "BambuAuthenticator": "bambulab.compat.auth",  # the older calls; bambulab.cloud has the modern one
+    "BambuAuthError": "bambulab.exceptions",
+    "MQTTBridge": "bambulab.compat.mqtt",
     "TokenManager": "bambulab.cloud",
     "PrinterStatus": "bambulab.protocol.views",
     "PrinterFiles": "bambulab.files",
@@ -65,6 +70,7 @@ _LAZY = {
 __all__ = [
     "AsyncBambuClient",
     "AuthenticationError",
+    "BambuAuthError",
     "BambuAuthenticator",
     "BambuClient",
     "BambuConnectionError",
@@ -76,6 +82,7 @@ __all__ = [
     "JPEGFrameStream",
     "LocalFTPClient",
     "LocalPrintClient",
+    "MQTTBridge",
     "MQTTClient",
     "Printer",
     "PrinterFiles",
