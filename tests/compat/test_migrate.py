@@ -32,7 +32,9 @@ def _older_files(folder: Path) -> tuple[Path, Path]:
     return compat, proxy
 
 
-def test_compat_config_becomes_a_gateway_config_without_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compat_config_becomes_a_gateway_config_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BAMBU_CONFIG", str(tmp_path / "conf" / "config.toml"))
     compat, _ = _older_files(tmp_path)
     runner = CliRunner()
@@ -65,7 +67,7 @@ def test_compat_config_becomes_a_gateway_config_without_secrets(tmp_path: Path, 
 def test_proxy_tokens_are_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BAMBU_CONFIG", str(tmp_path / "conf" / "config.toml"))
     monkeypatch.delenv("BAMBU_PROXY_TOKENS", raising=False)
-    _, proxy = _older_files(tmp_path)
+    _older_files(tmp_path)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "compatibility_config.json").unlink()
     done = CliRunner().invoke(cli, ["migrate"])  # finds proxy_tokens.json in the current folder
