@@ -45,7 +45,7 @@ class LegacyDemo:
         models: tuple[str, ...] = ("P1S", "X1C"),
         *,
         email: str = "me@example.com",
-        password: str = "my password",
+        password: str = "my password",  # noqa: S107 - the fake cloud's demo account
         login_mode: str = "token",
     ) -> None:
         self.email = email
@@ -64,12 +64,16 @@ class LegacyDemo:
             for model in models:
                 printer = self.call(self.sim.add_printer(model=model, quirks={"push_interval": 0.3}))
                 printer.put_file("benchy.gcode.3mf", demo_project(minutes=20, layers=10))
-                self.do(lambda p=printer: self.cloud.bind(self.account, p))
                 self.printers.append(printer)
+            self.do(self._bind_all)
         except BaseException:
             self.close()
             raise
         atexit.register(self.close)
+
+    def _bind_all(self) -> None:
+        for printer in self.printers:
+            self.cloud.bind(self.account, printer)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the demo's loop and wait for it."""
