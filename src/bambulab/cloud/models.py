@@ -248,6 +248,8 @@ class PrintStatus(_Model):
 
 @dataclass(frozen=True)
 class FirmwareUpdate(_Model):
+    """One firmware version the cloud offers for a device (``url`` is the signed manifest)."""
+
     version: str
     force_update: bool
     url: str
