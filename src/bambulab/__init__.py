@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from bambulab.camera import Camera
     from bambulab.cloud import AsyncBambuClient, BambuClient, TokenManager
     from bambulab.compat.auth import BambuAuthenticator
-    from bambulab.compat.mqtt import MQTTBridge
+    from bambulab.compat.mqtt import MQTTBridge, MQTTClient
     from bambulab.discovery import discover
     from bambulab.exceptions import BambuAuthError
     from bambulab.files import PrinterFiles
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
         JPEGFrameStream,
         LocalFTPClient,
         LocalPrintClient,
-        MQTTClient,
         RTSPStream,
         get_video_stream,
         upload_and_print,
@@ -58,7 +57,7 @@ _LAZY = {
     "PrinterFiles": "bambulab.files",
     "Camera": "bambulab.camera",
     "discover": "bambulab.discovery",
-    "MQTTClient": "bambulab.sync",
+    "MQTTClient": "bambulab.compat.mqtt",  # bambulab.sync.MQTTClient plus two older spellings
     "LocalFTPClient": "bambulab.sync",
     "LocalPrintClient": "bambulab.sync",
     "upload_and_print": "bambulab.sync",

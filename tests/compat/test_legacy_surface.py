@@ -106,3 +106,22 @@ def test_utils() -> None:
     parsed = parse_device_data({"dev_id": "01P00A000000001", "online": 1, "dev_access_code": "1234\n",
                                 "dev_model_name": "C12", "dev_product_name": "P1S"})
     assert parsed["online"] is True and parsed["dev_access_code"] == "1234" and parsed["product"] == "P1S"
+
+
+def test_mqtt_client_older_spellings(cloud: CloudThread) -> None:
+    printer = cloud.printers[0]
+    got = threading.Event()
+    seen: list[dict[str, Any]] = []
+
+    def on_update(data: dict[str, Any]) -> None:  # the older one-argument callback
+        seen.append(data)
+        got.set()
+
+    client = bambulab.MQTTClient("bblp", device_id=printer.serial, token=printer.access_code, host=printer.host,
+                                 port=printer.mqtt.port, ssl_context=cloud.sim.ca.client_context())
+    assert isinstance(client, bambulab.sync.MQTTClient)
+    with client:
+        client.subscribe_to_updates(on_update)  # after connect(): the reports start flowing
+        assert got.wait(10) and "print" in seen[-1]
+    with pytest.raises(ValueError, match="access_token"):
+        bambulab.MQTTClient("bblp")

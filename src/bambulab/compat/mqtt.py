@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from bambulab.exceptions import NotConnectedError
+from bambulab.sync import MQTTClient as _SyncMQTTClient
 from bambulab.sync import _LoopThread, _run
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from bambulab.cloud.mqtt import CloudConnection, CloudPrinter
     from bambulab.protocol.views import PrinterStatus
 
-__all__ = ["MQTTBridge"]
+__all__ = ["MQTTBridge", "MQTTClient"]
 
 OnMessage = Callable[[str, dict[str, Any]], None]
 
@@ -212,3 +213,38 @@ class MQTTBridge:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.disconnect()
+
+
+class MQTTClient(_SyncMQTTClient):
+    """:class:`bambulab.sync.MQTTClient` plus two spellings seen in the older examples.
+
+    ``MQTTClient(..., token=...)`` is ``access_token=``, and ``subscribe_to_updates(callback)``
+    calls ``callback(data)`` (one argument: the merged state) after every report, also when it is
+    given after :meth:`connect`. ``from bambulab import MQTTClient`` is this class.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        access_token: str | None = None,
+        device_id: str | None = None,
+        on_message: OnMessage | None = None,
+        *,
+        token: str | None = None,
+        **options: Any,
+    ) -> None:
+        secret = access_token if access_token is not None else token
+        if secret is None or device_id is None:
+            raise ValueError("MQTTClient needs access_token (or token=) and device_id")
+        super().__init__(username, secret, device_id, on_message, **options)
+
+    def subscribe_to_updates(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(data)`` with the merged state after every report (replaces ``on_message``)."""
+
+        def relay(device_id: str, data: dict[str, Any]) -> None:
+            callback(data)
+
+        self.on_message = relay
+        printer = self.__dict__.get("_printer")
+        if printer is not None and self._pump is None:
+            self._pump = asyncio.run_coroutine_threadsafe(self._deliver(printer), _LoopThread.get().loop)
