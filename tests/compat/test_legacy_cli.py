@@ -100,3 +100,23 @@ def test_camera_looks_up_the_access_code_with_the_token(
     assert "access code on the command line" in capsys.readouterr().err
     assert cli.camera([token, *base]) == 1  # two printers on the account: which one?
     assert "--device" in capsys.readouterr().err
+
+
+def test_a_token_starting_with_a_dash_is_a_value_and_errors_never_echo_it(
+    cloud: CloudThread, env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = cloud.token()
+    seen: list[str] = []
+
+    def fake_bambu(args: list[str], env_vars: dict[str, str] | None = None) -> int:
+        seen.append((env_vars or {}).get("BAMBU_CLOUD_TOKEN", ""))
+        return 0
+
+    monkeypatch.setattr(cli, "_bambu", fake_bambu)
+    assert cli.query(["-" + token, "--devices"]) == 0  # URL-safe base64 may start with "-"
+    assert seen == ["-" + token]
+    for argv in (["-" + token, "-" + token], [token, token]):
+        with pytest.raises(SystemExit):
+            cli.query(argv)
+        err = capsys.readouterr().err
+        assert "unrecognized arguments" in err and token not in err

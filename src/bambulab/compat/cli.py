@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bambulab.compat.auth import DEFAULT_TOKEN_FILE
 
@@ -47,6 +49,40 @@ _WARN_ARG_LOGIN = (
 
 def _warn(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+_SECRETISH = re.compile(r"\S{16,}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, minus two ways it could show a secret given as an argument.
+
+    A token may start with ``-`` (URL-safe base64): arguments that start with ``-`` but are not
+    an option of this parser are taken as positional values. Error messages, which echo
+    arguments, mask every long word.
+    """
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        known = set(self._option_string_actions)
+        values: dict[str, str] = {}
+        argv: list[str] = []
+        for arg in sys.argv[1:] if args is None else args:
+            if arg.startswith("-") and len(arg) > 2 and arg.split("=", 1)[0] not in known:
+                key = f"<argument {len(values) + 1}>"  # not an option of ours: a value such as a token
+                values[key] = arg
+                arg = key
+            argv.append(arg)
+        parsed = super().parse_args(argv, namespace)
+        for name, value in vars(parsed).items():
+            if isinstance(value, str) and value in values:
+                setattr(parsed, name, values[value])
+            elif isinstance(value, list):
+                setattr(parsed, name, [values.get(v, v) if isinstance(v, str) else v for v in value])
+        return parsed
+
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {_SECRETISH.sub('***', message)}\n")
 
 
 @contextlib.contextmanager
@@ -95,7 +131,7 @@ def _token_env(token: str | None) -> dict[str, str]:
 
 def query(argv: Sequence[str] | None = None) -> int:
     """``bambu-query [TOKEN] --devices|--status|--tasks|--projects|--firmware [--json]``."""
-    parser = argparse.ArgumentParser(prog="bambu-query", description="Query the Bambu cloud (runs bambu cloud ...).")
+    parser = _Parser(prog="bambu-query", description="Query the Bambu cloud (runs bambu cloud ...).")
     parser.add_argument("token", nargs="?", help="Access token (visible to other users: prefer bambu-login).")
     what = parser.add_mutually_exclusive_group()
     for flag in ("devices", "status", "tasks", "projects", "firmware"):
@@ -124,7 +160,7 @@ def query(argv: Sequence[str] | None = None) -> int:
 
 def monitor(argv: Sequence[str] | None = None) -> int:
     """``bambu-monitor [UID TOKEN] DEVICE_ID [--json]``: the live table through the cloud."""
-    parser = argparse.ArgumentParser(prog="bambu-monitor",
+    parser = _Parser(prog="bambu-monitor",
                                      description="Watch a printer through the Bambu cloud (bambu monitor --cloud).")
     parser.add_argument("values", nargs="+", metavar="UID TOKEN DEVICE_ID",
                         help="The older order (uid, token, serial), or only the serial after bambu-login.")
@@ -189,7 +225,7 @@ def _camera_printer(
 
 def camera(argv: Sequence[str] | None = None) -> int:
     """``bambu-camera [TOKEN] --ip IP [--code CODE] [--serial S] [--output F] [--stream --frames N]``."""
-    parser = argparse.ArgumentParser(prog="bambu-camera",
+    parser = _Parser(prog="bambu-camera",
                                      description="Save the printer's camera picture (runs bambu camera ...).")
     parser.add_argument("token", nargs="?", help="Cloud token, to look up the serial and access code.")
     parser.add_argument("--ip", required=True, help="The printer's address on the LAN.")
@@ -239,7 +275,7 @@ def camera(argv: Sequence[str] | None = None) -> int:
 
 def login(argv: Sequence[str] | None = None) -> int:
     """``bambu-login [--region R] [--username U] [--password P] [--verify-only] [--test]``."""
-    parser = argparse.ArgumentParser(prog="bambu-login", description="Log in to the Bambu cloud (runs bambu login).")
+    parser = _Parser(prog="bambu-login", description="Log in to the Bambu cloud (runs bambu login).")
     parser.add_argument("--region", choices=("global", "china"), default="global")
     parser.add_argument("--username", help="Account e-mail.")
     parser.add_argument("--password", help="Visible to other users: leave it out to be asked.")
