@@ -61,6 +61,6 @@ class Record(dict[str, Any]):
         return self.__dict__.get("_source")
 
     def __repr__(self) -> str:
-        return repr(mask(dict(self), self.__dict__["_secret"]))
+        return repr(mask(dict(self), self.__dict__.get("_secret", SECRET_KEYS)))
 
     __str__ = __repr__
