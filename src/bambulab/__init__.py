@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from bambulab.camera import Camera
     from bambulab.cloud import AsyncBambuClient, BambuClient, TokenManager
     from bambulab.compat.auth import BambuAuthenticator
+    from bambulab.compat.lan import LocalPrintClient
     from bambulab.compat.mqtt import MQTTBridge, MQTTClient
     from bambulab.discovery import discover
     from bambulab.exceptions import BambuAuthError
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from bambulab.sync import (
         JPEGFrameStream,
         LocalFTPClient,
-        LocalPrintClient,
         RTSPStream,
         get_video_stream,
         upload_and_print,
@@ -59,7 +59,7 @@ _LAZY = {
     "discover": "bambulab.discovery",
     "MQTTClient": "bambulab.compat.mqtt",  # bambulab.sync.MQTTClient plus two older spellings
     "LocalFTPClient": "bambulab.sync",
-    "LocalPrintClient": "bambulab.sync",
+    "LocalPrintClient": "bambulab.compat.lan",  # bambulab.sync.LocalPrintClient plus the older calls
     "upload_and_print": "bambulab.sync",
     "JPEGFrameStream": "bambulab.sync",
     "RTSPStream": "bambulab.sync",

@@ -374,47 +374,17 @@ class LocalFTPClient(_Closing):
 
 
 class LocalPrintClient:
-    """Builds print commands for files already on the printer (publish them with :class:`MQTTClient`).
-
-    The older package also used it as an object: ``LocalPrintClient(ip, access_code,
-    serial=...).start_print("/model.3mf")`` connects, sends the command and returns the
-    acknowledgement.
-    """
+    """Builds print commands for files already on the printer."""
 
     _counter = cmd.SequenceCounter()
-
-    #: The mapping used for ``use_ams=True`` without one: the file's first filament from AMS
-    #: tray 0 (Home Assistant's default). Multi-colour files need their own ``ams_mapping``, or
-    #: :meth:`bambulab.Printer.print_file` with ``ams_mapping="auto"``, which reads the 3MF.
-    DEFAULT_AMS_MAPPING: tuple[int, ...] = (0,)
-
-    def __init__(
-        self,
-        printer_ip: str | None = None,
-        access_code: str | None = None,
-        *,
-        serial: str | None = None,
-        port: int = 8883,
-        ssl_context: ssl.SSLContext | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        self.printer_ip = printer_ip
-        self.serial = serial
-        self.port = port
-        self.timeout = timeout
-        self._secret = access_code
-        self._ssl_context = ssl_context
-
-    def __repr__(self) -> str:
-        return f"<LocalPrintClient {self.printer_ip} {self.serial or '(no serial)'}>"
 
     @staticmethod
     def create_print_command(
         file_path: str,
-        use_ams: bool = True,
-        ams_mapping: list[int] | None = None,
         *,
         plate: int = 1,
+        use_ams: bool = True,
+        ams_mapping: list[int] | None = None,
         bed_type: str = "auto",
         timelapse: bool = False,
         bed_leveling: bool = True,
@@ -422,46 +392,13 @@ class LocalPrintClient:
         vibration_cali: bool = True,
         model: PrinterModel | str | None = None,
     ) -> dict[str, Any]:
-        """A ``project_file`` command for a 3MF on the printer's storage (publish it with MQTTClient).
-
-        ``use_ams=True`` without ``ams_mapping`` uses :attr:`DEFAULT_AMS_MAPPING`.
-        """
+        """A ``project_file`` command for a 3MF on the printer's storage (publish it with MQTTClient)."""
         resolved = _model(model) or model_by_code("P1S")
-        mapping = (list(ams_mapping) if ams_mapping is not None else list(LocalPrintClient.DEFAULT_AMS_MAPPING)) \
-            if use_ams else None
         return cmd.project_file(
             LocalPrintClient._counter, file_path.lstrip("/"), model=resolved, plate=plate,
-            use_ams=use_ams, ams_mapping=mapping, bed_type=bed_type,
+            use_ams=use_ams, ams_mapping=ams_mapping if use_ams else None, bed_type=bed_type,
             timelapse=timelapse, bed_leveling=bed_leveling, flow_cali=flow_cali, vibration_cali=vibration_cali,
         )
-
-    @staticmethod
-    def create_gcode_print_command(file_path: str) -> dict[str, Any]:
-        """A ``gcode_file`` command: print a plain ``.gcode`` file on the printer's storage.
-
-        ``"model.gcode"`` and ``"/model.gcode"`` (a path as FTPS shows it) become
-        ``/sdcard/model.gcode``; paths under ``/sdcard/`` or ``/mnt/`` are sent as they are.
-        """
-        path = file_path if file_path.startswith(("/sdcard/", "/mnt/")) else "/sdcard/" + file_path.lstrip("/")
-        return cmd.gcode_file(LocalPrintClient._counter, path)
-
-    def start_print(self, file_path: str, **options: Any) -> dict[str, Any]:
-        """Connect, send :meth:`create_print_command` (``.gcode`` files: :meth:`create_gcode_print_command`)
-        and return the printer's acknowledgement. Needs the printer's ``serial``."""
-        if not self.printer_ip or self._secret is None or not self.serial:
-            raise UnsupportedError(
-                "start_print needs LocalPrintClient(printer_ip, access_code, serial=...): the serial is on the "
-                "printer's screen and in `bambu discover`; or use upload_and_print()"
-            )
-        if file_path.lower().endswith(".gcode"):
-            command = self.create_gcode_print_command(file_path)
-        else:
-            options.setdefault("model", model_for_serial(self.serial))
-            command = self.create_print_command(file_path, **options)
-        client = MQTTClient("bblp", self._secret, self.serial, host=self.printer_ip, port=self.port,
-                            ssl_context=self._ssl_context, timeout=self.timeout)
-        with client:
-            return client.publish(command)
 
 
 def upload_and_print(
