@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,7 +136,9 @@ def test_get_ams_filaments_reads_an_open_bridge(
     p1s = cloud.printers[0]
     with MQTTBridge.from_client(client, [p1s.serial]) as bridge:
         assert bridge.connected and bridge.devices == [p1s.serial]
-        bridge.request_full_status(p1s.serial)
+        deadline = time.monotonic() + 10
+        while "ams" not in bridge.get_last_data(p1s.serial).get("print", {}) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the full report that answers the bridge's greeting
 
         def no_new_connection(serial: str, timeout: float) -> None:
             raise AssertionError("get_ams_filaments should read the open bridge")

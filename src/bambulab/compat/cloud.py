@@ -450,8 +450,8 @@ class LegacyClientMixin:
                                          command_timeout=timeout, reconnect=False, **self._broker())
             async with connection:
                 printer = connection.printer(serial)
-                try:
-                    await printer.refresh(timeout=timeout)
+                try:  # connecting greets the printer with a pushall; its full report marks it online
+                    await printer.wait_for(lambda _: printer.connected and "print" in printer.state, timeout)
                 except BambuTimeoutError:
                     return None
                 return {k: dict(v) if isinstance(v, dict) else v for k, v in printer.state.items()}
