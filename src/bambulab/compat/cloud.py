@@ -164,6 +164,8 @@ def ams_filaments(device_id: str, state: Mapping[str, Any] | None) -> dict[str, 
         trays = [_tray(t) for t in wire.get("tray") or [] if isinstance(t, Mapping)]
         unit["trays"] = trays
         unit["tray_count"] = len(trays)
+        for key in ("temperature", "humidity", "humidity_raw", "dry_time", "info"):
+            unit.setdefault(key, None)  # documented keys are always there; None when the unit does not send them
         sw, hw = versions.get(unit["unit_id"], ("", "")) if isinstance(unit["unit_id"], int) else ("", "")
         unit["software_version"] = unit["sw_version"] = sw
         unit["hardware_version"] = unit["hw_version"] = hw

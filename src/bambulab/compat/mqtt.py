@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import copy
 import ssl
 import threading
 from collections.abc import Callable, Iterable
@@ -145,7 +146,7 @@ class MQTTBridge:
             async for event in stream:
                 callback = self.on_message
                 if isinstance(event, StateChanged) and callback is not None:
-                    await asyncio.to_thread(callback, printer.serial, dict(printer.state))
+                    await asyncio.to_thread(callback, printer.serial, copy.deepcopy(printer.state))
 
     def disconnect(self) -> None:
         cloud, self._cloud = self._cloud, None
@@ -190,11 +191,16 @@ class MQTTBridge:
         return self.get_last_data(device_id)
 
     def get_last_data(self, device_id: str | None = None) -> dict[str, Any]:
-        """The merged state of one printer (``{"print": {...}, "info": {...}}``), or with no
-        ``device_id`` a dict of them by serial."""
-        if device_id is not None:
-            return dict(self.printer(device_id).state)
-        return {p.serial: dict(p.state) for p in self._connection().printers}
+        """A copy of the merged state of one printer (``{"print": {...}, "info": {...}}``), or with
+        no ``device_id`` a dict of them by serial. Copied on the connection's thread, where
+        reports are merged, so it is consistent."""
+        printers = [self.printer(device_id)] if device_id is not None else self._connection().printers
+
+        async def snapshot() -> dict[str, Any]:
+            return {p.serial: copy.deepcopy(p.state) for p in printers}
+
+        states = _run(snapshot(), self.timeout)
+        return states[printers[0].serial] if device_id is not None else states
 
     def get_status(self, device_id: str) -> PrinterStatus:
         """The decoded :class:`~bambulab.protocol.views.PrinterStatus` of one printer."""
@@ -206,7 +212,10 @@ class MQTTBridge:
         if cloud is None or serial not in cloud.serials:
             return None
         printer = cloud.printer(serial)
-        return dict(printer.state) if printer.connected and printer.state else None
+        if not printer.connected:
+            return None
+        state = self.get_last_data(serial)
+        return state if state.get("print") else None
 
     def __enter__(self) -> MQTTBridge:
         return self.connect()
