@@ -42,17 +42,19 @@ from bambulab.exceptions import (
 
 if TYPE_CHECKING:
     from bambulab.camera import Camera
-    from bambulab.cloud import AsyncBambuClient, BambuAuthenticator, BambuClient, TokenManager
+    from bambulab.cloud import AsyncBambuClient, BambuClient, TokenManager
+    from bambulab.compat.auth import BambuAuthenticator
+    from bambulab.compat.lan import LocalPrintClient
+    from bambulab.compat.mqtt import MQTTBridge, MQTTClient
     from bambulab.config import ConfigError
     from bambulab.discovery import discover
+    from bambulab.exceptions import BambuAuthError
     from bambulab.files import PrinterFiles
     from bambulab.printer import Printer
     from bambulab.protocol.views import PrinterStatus
     from bambulab.sync import (
         JPEGFrameStream,
         LocalFTPClient,
-        LocalPrintClient,
-        MQTTClient,
         RTSPStream,
         get_video_stream,
         upload_and_print,
@@ -62,15 +64,17 @@ _LAZY = {
     "Printer": "bambulab.printer",
     "BambuClient": "bambulab.cloud",
     "AsyncBambuClient": "bambulab.cloud",
-    "BambuAuthenticator": "bambulab.cloud",
+    "BambuAuthenticator": "bambulab.compat.auth",  # the older calls; bambulab.cloud has the modern one
+    "BambuAuthError": "bambulab.exceptions",
+    "MQTTBridge": "bambulab.compat.mqtt",
     "TokenManager": "bambulab.cloud",
     "PrinterStatus": "bambulab.protocol.views",
     "PrinterFiles": "bambulab.files",
     "Camera": "bambulab.camera",
     "discover": "bambulab.discovery",
-    "MQTTClient": "bambulab.sync",
+    "MQTTClient": "bambulab.compat.mqtt",  # bambulab.sync.MQTTClient plus two older spellings
     "LocalFTPClient": "bambulab.sync",
-    "LocalPrintClient": "bambulab.sync",
+    "LocalPrintClient": "bambulab.compat.lan",  # bambulab.sync.LocalPrintClient plus the older calls
     "upload_and_print": "bambulab.sync",
     "JPEGFrameStream": "bambulab.sync",
     "RTSPStream": "bambulab.sync",
@@ -82,6 +86,7 @@ __all__ = [
     "AmsMappingError",
     "AsyncBambuClient",
     "AuthenticationError",
+    "BambuAuthError",
     "BambuAuthenticator",
     "BambuClient",
     "BambuConnectionError",
@@ -96,6 +101,7 @@ __all__ = [
     "JPEGFrameStream",
     "LocalFTPClient",
     "LocalPrintClient",
+    "MQTTBridge",
     "MQTTClient",
     "NotConnectedError",
     "PrintSetupError",

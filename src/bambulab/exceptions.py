@@ -52,6 +52,10 @@ class AuthenticationError(BambuError):
     """Wrong access code, user name, password or token. Retrying with the same values won't help."""
 
 
+#: The older package's name for :class:`AuthenticationError` (``from bambulab import BambuAuthError``).
+BambuAuthError = AuthenticationError
+
+
 class TokenExpiredError(AuthenticationError):
     """The cloud access token has expired or was revoked: log in again."""
 

@@ -55,8 +55,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from bambulab.cli import cloud, lan
     from bambulab.cli.sim import sim
+    from bambulab.compat.migrate import migrate
 
     cli.add_command(sim)
+    cli.add_command(migrate)
     lan.register(cli)
     cloud.register(cli)
 

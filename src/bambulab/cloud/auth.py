@@ -48,6 +48,7 @@ from bambulab.exceptions import (
     BambuTimeoutError,
     CloudError,
     TokenExpiredError,
+    UnsupportedError,
 )
 from bambulab.transports.http import HttpResponse
 
@@ -105,7 +106,7 @@ class Token:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
-        access = data.get("access_token")
+        access = data.get("access_token") or data.get("token")  # "token": the older package's file
         if not isinstance(access, str) or not access:
             raise ValueError("the token file has no access_token")
         expires = data.get("expires_at")
@@ -414,12 +415,27 @@ def _wants_argument(callback: Callable[..., Any]) -> bool:
     )
 
 
-def _asker(callback: Callable[..., Any] | None) -> Callable[[Any], Any]:
+_ASYNC_CALLBACK = ("code_callback is a coroutine function, which the blocking BambuAuthenticator cannot await: "
+                   "pass a plain function, or use AsyncBambuAuthenticator")
+
+
+def _asker(callback: Callable[..., Any] | None, *, blocking: bool = False) -> Callable[[Any], Any]:
+    """``ask(request)`` for a flow. ``blocking``: an async callback is refused before anything is sent
+    (and a coroutine returned anyway is closed, never sent as the code)."""
+    if blocking and callback is not None and inspect.iscoroutinefunction(callback):
+        raise UnsupportedError(_ASYNC_CALLBACK)
+
     def ask(request: CodeRequest) -> Any:
         if callback is None:
             what = "an emailed code" if request.kind == "email" else "a two-factor code"
             raise AuthenticationError(f"this account needs {what} to log in: pass code_callback")
-        return callback(request) if _wants_argument(callback) else callback()
+        value = callback(request) if _wants_argument(callback) else callback()
+        if blocking and inspect.isawaitable(value):
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
+            raise UnsupportedError(_ASYNC_CALLBACK)
+        return value
 
     return ask
 
@@ -486,7 +502,7 @@ class BambuAuthenticator(_AuthBase):
         """
         flow = login_flow(username.strip(), password, self.region, request_code=request_code,
                           attempts=self.code_attempts)
-        return self._session.run(flow, _asker(code_callback))
+        return self._session.run(flow, _asker(code_callback, blocking=True))
 
     def send_code(self, username: str) -> None:
         """Have the cloud email a login code to ``username``."""
@@ -523,7 +539,7 @@ class BambuAuthenticator(_AuthBase):
         """
         flow = token_file_flow(_path(token_file), username, password, self.region,
                                request_code=request_code, attempts=self.code_attempts)
-        return self._session.run(flow, _asker(code_callback))
+        return self._session.run(flow, _asker(code_callback, blocking=True))
 
     def close(self) -> None:
         """Close the HTTP client (unless it is yours)."""

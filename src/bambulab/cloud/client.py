@@ -59,6 +59,7 @@ from bambulab.cloud.models import (
     UploadResult,
     UploadTarget,
 )
+from bambulab.compat.cloud import LegacyClientMixin
 from bambulab.exceptions import CloudError
 
 if TYPE_CHECKING:
@@ -124,8 +125,11 @@ class _ClientBase:
         return self._token
 
 
-class BambuClient(_ClientBase):
-    """Blocking client of the Bambu cloud HTTP API. ``with BambuClient(token) as cloud: ...``."""
+class BambuClient(LegacyClientMixin, _ClientBase):
+    """Blocking client of the Bambu cloud HTTP API. ``with BambuClient(token) as cloud: ...``.
+
+    It also answers to the older package's names (``get_devices()`` ...: :mod:`bambulab.compat.cloud`).
+    """
 
     def __init__(
         self,

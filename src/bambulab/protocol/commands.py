@@ -297,6 +297,8 @@ class Fan(enum.IntEnum):
 
 
 class LightNode(enum.StrEnum):
+    """``led_node`` of ``system.ledctrl``: which light."""
+
     CHAMBER = "chamber_light"
     WORK = "work_light"  # X1 toolhead light
     CHAMBER2 = "chamber_light2"  # H2
@@ -304,12 +306,16 @@ class LightNode(enum.StrEnum):
 
 
 class LedMode(enum.StrEnum):
+    """``led_mode`` of ``system.ledctrl``."""
+
     ON = "on"
     OFF = "off"
     FLASHING = "flashing"
 
 
 class BedType(enum.StrEnum):
+    """``bed_type`` of ``project_file``: the build plate the file was sliced for."""
+
     AUTO = "auto"
     COOL_PLATE = "cool_plate"
     ENG_PLATE = "eng_plate"
@@ -327,6 +333,8 @@ class CaliMode(enum.IntEnum):
 
 
 class AmsControlAction(enum.StrEnum):
+    """``param`` of ``ams_control``: what to tell the AMS (resume, reset, pause, done, abort)."""
+
     RESUME = "resume"
     RESET = "reset"
     PAUSE = "pause"
@@ -335,6 +343,8 @@ class AmsControlAction(enum.StrEnum):
 
 
 class XcamModule(enum.StrEnum):
+    """``module_name`` of ``xcam_control_set``: an X1 camera/lidar detector."""
+
     FIRST_LAYER_INSPECTOR = "first_layer_inspector"
     SPAGHETTI_DETECTOR = "spaghetti_detector"
     PRINTING_MONITOR = "printing_monitor"
@@ -343,6 +353,8 @@ class XcamModule(enum.StrEnum):
 
 
 class XcamSensitivity(enum.StrEnum):
+    """``halt_print_sensitivity`` of ``xcam_control_set``."""
+
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
@@ -430,10 +442,12 @@ def ledctrl(
 
 
 def pause(seq: SequenceCounter) -> Command:
+    """Pause the current print."""
     return _envelope("print", "pause", seq, param="")
 
 
 def resume(seq: SequenceCounter) -> Command:
+    """Resume a paused print."""
     return _envelope("print", "resume", seq, param="")
 
 
