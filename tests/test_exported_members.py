@@ -58,6 +58,7 @@ def _exception_classes() -> dict[str, type[BaseException]]:
             if (
                 isinstance(value, type)
                 and issubclass(value, BaseException)
+                and not issubclass(value, Warning)  # warnings are categories for filters, not errors
                 and value.__module__.startswith("bambulab")
             ):
                 found[f"{value.__module__}.{value.__qualname__}"] = value
