@@ -323,6 +323,12 @@ class TokenManager:
         grant = self.lookup(custom_token, touch=touch)
         return grant.real_token if grant is not None else None
 
+    def grants(self) -> builtins.list[TokenGrant]:
+        """Every unexpired entry's grant (for the proxy's health probe; holds real tokens, never printed)."""
+        now = time.time()
+        return [TokenGrant(e.name, e.real_token, e.scope, e.expires) for e in self._entries
+                if e.expires is None or now < e.expires]
+
     def flush(self) -> None:
         """Write pending ``last_used`` updates."""
         if self._dirty_since is not None:
