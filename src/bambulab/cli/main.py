@@ -59,6 +59,8 @@ def _register() -> None:
     cli.add_command(sim)
     lan.register(cli)
     cloud.register(cli)
+    from bambulab.cli.proxy import register as register_proxy
+    register_proxy(cli)
 
 
 _register()

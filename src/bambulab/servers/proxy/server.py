@@ -74,11 +74,13 @@ class ProxyServer:
                 self.port = sock.getsockname()[1]
                 break
 
-    async def serve_forever(self) -> None:
-        """Run until uvicorn stops (Ctrl-C when ``handle_signals``), then close the app."""
+    async def wait(self) -> None:
+        """After :meth:`start`: until uvicorn stops (Ctrl-C when ``handle_signals``); then close the app."""
         try:
-            await self._server.serve()
+            if self._task is not None:
+                await self._task
         finally:
+            self._task = None
             await self.app.aclose()
 
     async def stop(self) -> None:
