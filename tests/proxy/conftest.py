@@ -187,3 +187,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def http() -> Iterator[httpx2.Client]:
     with httpx2.Client(timeout=20.0) as client:
         yield client
+
+
+def raw_request(base_url: str, method: str, target: bytes, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> tuple[int, bytes]:
+    """One HTTP/1.1 request with the request target exactly as given (no client-side normalisation)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    lines = [method.encode() + b" " + target + b" HTTP/1.1", f"Host: {parts.hostname}:{parts.port}".encode(),
+             b"Connection: close"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}".encode())
+    if body:
+        lines.append(f"Content-Length: {len(body)}".encode())
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    response = b"".join(chunks)
+    head, _, rest = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return status, rest
