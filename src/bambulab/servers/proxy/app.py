@@ -417,8 +417,9 @@ class ProxyApp:
 
     async def _send_upstream(self, method: str, url: str, query: str, headers: Headers, grant: TokenGrant,
                              rule: Rule | None, body: AsyncIterator[bytes] | None) -> HttpStream:
+        named = _connection_named(v.decode("latin-1") for k, v in headers if k == b"connection")
         out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k not in _REQUEST_DROP
-               and not k.startswith(b"x-forwarded-")]
+               and not k.startswith(b"x-forwarded-") and k.decode("latin-1") not in named]
         out.append(("authorization", f"Bearer {grant.real_token}"))
         started = time.perf_counter()
         try:
@@ -648,9 +649,15 @@ class ProxyApp:
 # ---------------------------------------------------------------------- helpers
 
 
+def _connection_named(values: Any) -> set[str]:
+    """Header names a Connection header lists: hop-by-hop by declaration (RFC 9110 §7.6.1)."""
+    return {name.strip().lower() for value in values for name in value.split(",") if name.strip()}
+
+
 def _response_headers(stream: HttpStream, grant: TokenGrant) -> Headers:
+    named = _connection_named(v for k, v in stream.headers if k == "connection")
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in stream.headers
-            if k not in _RESPONSE_DROP and grant.real_token not in v]
+            if k not in _RESPONSE_DROP and k not in named and grant.real_token not in v]
 
 
 def _retry_after(value: str | None) -> float | None:
