@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx2
-
-from conftest import ADMIN, Stack
+from proxytools import ADMIN, Stack
 
 BIND = "/v1/iot-service/api/user/bind"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx2
 from click.testing import CliRunner
+from proxytools import Stack
 
 from bambulab.cli.main import cli
 from bambulab.cloud.auth import Token, save_token
-from conftest import Stack
 
 REAL = "real-token-from-the-login-0123456789abcdef"
 

@@ -7,8 +7,7 @@ import json
 
 import httpx2
 import pytest
-
-from conftest import Stack, raw_request
+from proxytools import Stack, raw_request
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import pytest
-
-from conftest import Stack
+from proxytools import Stack
 
 BIND = "/v1/iot-service/api/user/bind"
 

@@ -6,8 +6,7 @@ import json
 import time
 
 import httpx2
-
-from conftest import Stack
+from proxytools import Stack
 
 START = "/v1/iot-service/api/user/device/realtime/start"
 GET = "/v1/iot-service/api/user/device/realtime"

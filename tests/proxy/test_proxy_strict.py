@@ -14,9 +14,9 @@ import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from proxytools import Stack, raw_request
 
 from bambulab.servers.proxy.rules import RULES, PathRefused, match, normalise_path
-from conftest import Stack, raw_request
 
 ALLOWED = [r.pattern.replace("[A-Za-z0-9_.-]{1,64}", "123") for r in RULES if r.strict and not r.local]
 FORBIDDEN = [
