@@ -28,7 +28,7 @@ def test_concurrent_reads_share_one_upstream_call_and_accounts_never_mix(
     alice_2 = tokens.add(stack.alice_real, name="alice-2")
     bob = tokens.add(stack.bob_real, name="bob")
     _, url = stack.proxy(tokens, mode="strict", ttls={"devices": 30.0})
-    stack.do(lambda: stack.cloud.set_switches(delay=0.4))
+    stack.do(lambda: stack.cloud.set_switches(delay=1.0))
     stack.clear()
 
     def get(token: str) -> httpx2.Response:
@@ -39,7 +39,9 @@ def test_concurrent_reads_share_one_upstream_call_and_accounts_never_mix(
         answers = list(pool.map(get, [alice_1, alice_2] * 12))
     assert all(a.status_code == 200 for a in answers)
     outcomes = sorted(a.headers["x-cache"] for a in answers)
-    assert outcomes.count("miss") == 1 and outcomes.count("coalesced") == 23, outcomes
+    # One leader; the others joined its call, or (a slow thread on a busy machine) came after it.
+    assert outcomes.count("miss") == 1 and outcomes.count("coalesced") >= 12, outcomes
+    assert set(outcomes) <= {"miss", "coalesced", "hit"}
     assert len(stack.requests()) == 1  # 24 dashboards of one account, one upstream call
     alice_serials = {stack.printers[0].serial, stack.printers[1].serial}
     assert all({d["dev_id"] for d in a.json()["devices"]} == alice_serials for a in answers)

@@ -22,11 +22,10 @@ DEBUG traces.
 from __future__ import annotations
 
 import contextlib
-import http.cookiejar
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -41,7 +40,7 @@ except ImportError as _missing:  # pragma: no cover - depends on the installatio
         "the Bambu cloud client needs httpx2: pip install 'bambulab[cloud]' (or pip install httpx2)"
     ) from _missing
 
-__all__ = ["AsyncHttpTransport", "AsyncPassThrough", "HttpResponse", "HttpStream", "HttpTransport", "redact_url"]
+__all__ = ["AsyncHttpTransport", "HttpResponse", "HttpTransport", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -271,116 +270,3 @@ class AsyncHttpTransport:
 
     def __repr__(self) -> str:
         return f"AsyncHttpTransport(timeout={self.timeout}, owned_client={self._owned})"
-
-
-# ---------------------------------------------------------------------- pass-through (the API proxy)
-
-
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """A shared pass-through client must never carry one account's cookie into another's request."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-
-@dataclass(eq=False)
-class HttpStream:
-    """A response whose body is read on demand: status, every header (repeats kept), then the body.
-
-    ``headers`` are ``(lower-case name, value)`` pairs. The body comes decoded (no
-    ``content-encoding`` left to undo), so ``content-encoding`` and ``content-length`` describe the
-    wire, not what :meth:`iter_bytes` yields. Always :meth:`aclose` it (``async with`` does).
-    """
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    url: str  # redacted: no query
-    _raw: httpx2.Response = field(repr=False)
-    _method: str = field(repr=False, default="GET")
-    _timeout: float | None = field(repr=False, default=None)
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in reversed(self.headers) if k == name), None)
-
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._raw.aiter_bytes():
-                yield chunk
-        except httpx2.HTTPError as exc:
-            raise _map_error(exc, self._method, self.url, self._timeout) from exc
-
-    async def read(self, limit: int) -> bytes:
-        """The whole body; :class:`~bambulab.exceptions.BambuConnectionError` past ``limit`` bytes."""
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise BambuConnectionError(f"{self._method} {self.url}: the answer is larger than {limit} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
-
-    async def aclose(self) -> None:
-        await self._raw.aclose()
-
-    async def __aenter__(self) -> HttpStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-class AsyncPassThrough:
-    """Forwards requests as given (the API proxy's upstream): raw query, any body, any method.
-
-    One pooled ``httpx2.AsyncClient`` that keeps no cookies and follows no redirects; the caller
-    chooses every header. Errors map as in :class:`AsyncHttpTransport`.
-    """
-
-    def __init__(
-        self,
-        *,
-        timeout: float = 15.0,
-        ssl_context: ssl.SSLContext | None = None,
-        max_connections: int = 100,
-    ) -> None:
-        self.timeout = timeout
-        self._client = httpx2.AsyncClient(
-            timeout=_timeout(timeout), verify=ssl_context if ssl_context is not None else True,
-            follow_redirects=False, cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        query: str = "",
-        headers: Sequence[tuple[str, str]] = (),
-        content: bytes | AsyncIterable[bytes] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - handed to httpx2, which enforces it per operation
-    ) -> HttpStream:
-        """Send and return once the status and headers are in; the body is read from the stream."""
-        seconds = self.timeout if timeout is None else timeout
-        started = time.monotonic()
-        full = f"{url}?{query}" if query else url
-        try:
-            request = self._client.build_request(method, full, headers=list(headers), content=content,
-                                                 timeout=_timeout(seconds))
-            raw = await self._client.send(request, stream=True)
-        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
-            raise _map_error(exc, method, url, seconds) from exc
-        _log(method, url, raw.status_code, started)
-        pairs = tuple((k.lower(), v) for k, v in raw.headers.multi_items())
-        return HttpStream(raw.status_code, pairs, redact_url(url), raw, method, seconds)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncPassThrough(timeout={self.timeout})"

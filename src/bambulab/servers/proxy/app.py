@@ -42,7 +42,7 @@ from bambulab.servers.proxy.cache import CachedResponse, ResponseCache
 from bambulab.servers.proxy.limits import Backoff, RateLimiter
 from bambulab.servers.proxy.realtime import RealtimeError, RealtimeSessions
 from bambulab.servers.proxy.rules import MAX_QUERY, PathRefused, Rule, match, normalise_path
-from bambulab.transports.http import AsyncPassThrough, HttpStream
+from bambulab.transports.passthrough import AsyncPassThrough, HttpStream
 
 __all__ = ["UPSTREAMS", "ProxyApp", "ProxyConfig"]
 
@@ -61,11 +61,11 @@ _HOP_BY_HOP = frozenset({
     b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
 })
 #: Request headers never forwarded: ours to replace, or the client's own business.
-_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"authorization", b"cookie", b"accept-encoding", b"forwarded",
+_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"authorization", b"cookie", b"forwarded",
                                b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"}
-#: Response headers never returned: hop-by-hop, describing the wire (the body comes decoded), or
-#: able to carry a credential.
-_RESPONSE_DROP = {name.decode() for name in _HOP_BY_HOP} | {"content-length", "content-encoding", "set-cookie"}
+#: Response headers never returned as they are: hop-by-hop, able to carry a credential, or the
+#: length (set again for the body actually sent).
+_RESPONSE_DROP = {name.decode() for name in _HOP_BY_HOP} | {"content-length", "set-cookie"}
 #: Headers that make some servers treat a request as another method or another URL.
 _SMUGGLING = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override",
                         b"x-original-url", b"x-rewrite-url", b"x-original-method", b"x-override-url"})
@@ -378,12 +378,12 @@ class ProxyApp:
             return
         self._spend(grant, rule, method)
         body = _request_body(receive, self.config.max_upload) if has_body else None
-        stream = await self._send_upstream(method, url, ex.query, headers, grant, rule, body)
+        stream = await self._send_upstream(method, url, ex.query, headers, grant, rule, body, identity=strict)
         async with stream:
             self._judge(grant, stream)
             out = _response_headers(stream, grant)
             if strict:
-                data = _filter_strict(await self._read(stream))
+                data = _filter_strict(await self._read(stream, strict=True))
                 await self._respond(send, ex, stream.status, out, data)
                 return
             await self._stream(send, ex, stream, out)
@@ -416,11 +416,13 @@ class ProxyApp:
                            retry_after=wait, limit_per_minute=self.limiter.budgets.get(klass))
 
     async def _send_upstream(self, method: str, url: str, query: str, headers: Headers, grant: TokenGrant,
-                             rule: Rule | None, body: AsyncIterator[bytes] | None) -> HttpStream:
+                             rule: Rule | None, body: AsyncIterator[bytes] | None, *, identity: bool) -> HttpStream:
         named = _connection_named(v.decode("latin-1") for k, v in headers if k == b"connection")
         out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k not in _REQUEST_DROP
                and not k.startswith(b"x-forwarded-") and k.decode("latin-1") not in named]
         out.append(("authorization", f"Bearer {grant.real_token}"))
+        if identity:  # the answer is parsed or cached for every client: it must come uncompressed
+            out = [(k, v) for k, v in out if k != "accept-encoding"] + [("accept-encoding", "identity")]
         started = time.perf_counter()
         try:
             stream = await self.upstream.send(method, url, query=query, headers=out, content=body)
@@ -449,7 +451,10 @@ class ProxyApp:
         if status < 400:
             self.backoff.succeeded(grant.account)
 
-    async def _read(self, stream: HttpStream) -> bytes:
+    async def _read(self, stream: HttpStream, *, strict: bool) -> bytes:
+        if strict and (stream.header("content-encoding") or "identity").lower() != "identity":
+            raise _Refusal(502, "upstream_encoding", "the Bambu cloud sent a compressed answer the strict "
+                           "filter cannot read")
         try:
             return await stream.read(self.config.max_response)
         except (BambuConnectionError, BambuTimeoutError):
@@ -458,10 +463,10 @@ class ProxyApp:
     async def _fetch(self, method: str, url: str, query: str, headers: Headers, grant: TokenGrant,
                      rule: Rule | None, strict: bool) -> CachedResponse:
         self._spend(grant, rule, method)
-        stream = await self._send_upstream(method, url, query, headers, grant, rule, None)
+        stream = await self._send_upstream(method, url, query, headers, grant, rule, None, identity=True)
         async with stream:
             self._judge(grant, stream)
-            body = await self._read(stream)
+            body = await self._read(stream, strict=True)
             out = _response_headers(stream, grant)
         if strict:
             body = _filter_strict(body)
@@ -469,7 +474,7 @@ class ProxyApp:
                               cacheable="no-store" not in (stream.header("cache-control") or ""))
 
     async def _stream(self, send: Send, ex: _Exchange, stream: HttpStream, out: Headers) -> None:
-        length = stream.header("content-length") if stream.header("content-encoding") is None else None
+        length = stream.header("content-length")
         if length is not None:
             out.append((b"content-length", length.encode()))
         ex.status = stream.status
