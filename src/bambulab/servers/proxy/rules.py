@@ -72,6 +72,8 @@ class PathRefused(ValueError):
 
 
 _ALLOWED = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+#: Already canonical: no percent, backslash, dot segment, empty segment or trailing slash.
+_PLAIN = re.compile(rb"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~!$&'()*+,;=:@-]+)+")
 
 
 def normalise_path(raw: bytes) -> str:
@@ -85,6 +87,8 @@ def normalise_path(raw: bytes) -> str:
     """
     if len(raw) > MAX_PATH:
         raise PathRefused("path-too-long", f"the path is longer than {MAX_PATH} bytes")
+    if _PLAIN.fullmatch(raw) is not None:  # the common case, checked in one pass
+        return raw.decode("ascii")
     if not raw.startswith(b"/"):
         raise PathRefused("path-not-absolute", "the path must start with /")
     lowered = raw.lower()
@@ -108,9 +112,18 @@ def normalise_path(raw: bytes) -> str:
     return "/" + "/".join(segments)
 
 
+_MATCHED: dict[tuple[str, str], Rule | None] = {}
+
+
 def match(method: str, path: str) -> Rule | None:
-    """The rule for ``method`` and a canonical ``path``, or None."""
-    for rule in RULES:
-        if rule.matches(method, path):
-            return rule
-    return None
+    """The rule for ``method`` and a canonical ``path``, or None (remembered for 4,096 pairs)."""
+    key = (method, path)
+    try:
+        return _MATCHED[key]
+    except KeyError:
+        pass
+    found = next((rule for rule in RULES if rule.matches(method, path)), None)
+    if len(_MATCHED) >= 4096:
+        _MATCHED.clear()
+    _MATCHED[key] = found
+    return found
