@@ -98,6 +98,8 @@ def test_health_metrics_and_access_log(stack: Stack, http: httpx2.Client) -> Non
     assert firmware.count(".") == 3 and firmware in version.text  # dotted versions intact
     http.get(url + BIND, headers=auth)
     http.get(url + BIND, headers=auth)
+    http.get(url + "/v1/iot-service/api/slicer/setting", params={"version": "01.09.00.00", "password": "pw"},
+             headers=auth)
     http.get(url + "/v1/user-service/my/profile", headers=auth)
     metrics = http.get(url + "/metrics").text
     assert 'bambu_proxy_requests_total{cache="hit",route="devices",status="200"} 1.0' in metrics
@@ -107,3 +109,5 @@ def test_health_metrics_and_access_log(stack: Stack, http: httpx2.Client) -> Non
     assert custom not in text and stack.alice_real not in text and "leak" not in text
     assert any(line["path"] == BIND and line["cache"] == "hit" and line["label"] == "dash" for line in lines)
     assert any(line["status"] == 403 for line in lines)
+    slicer = next(line for line in lines if line["route"] == "slicer-settings")
+    assert "01.09.00.00" in slicer["query"] and "pw" not in slicer["query"]  # versions intact, secrets not

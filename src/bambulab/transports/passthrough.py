@@ -6,7 +6,7 @@ probes every idle connection's socket on each request, which at twenty concurren
 more than the upstream's own work (measured: the proxy reached a fifth of the upstream's rate).
 This module speaks HTTP/1.1 with ``h11`` over asyncio streams: one pool per origin, connections
 reused while both sides keep them, a reused connection that turns out to be closed retried once
-on a fresh one (only when the request body can be sent again), nothing else.
+on a fresh one (only for idempotent methods whose body can be sent again), nothing else.
 
 * No cookies are kept and no redirects followed; the caller sets every header except ``Host``
   and the body framing (``Content-Length`` / ``Transfer-Encoding``), which come from the body.
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _READ = 65536
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 def _where(method: str, scheme: str, host: str, port: int, path: str) -> str:
@@ -122,7 +123,7 @@ class HttpStream:
         if conn is None or self._done:
             return
         while True:
-            event = await _next_event(conn, self._timeout, self._method, self.url)
+            event = await _next_event(conn, self._timeout, f"{self._method} {self.url}")
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -158,21 +159,21 @@ class HttpStream:
         await self.aclose()
 
 
-async def _next_event(conn: _Conn, seconds: float, method: str, where: str) -> object:
+async def _next_event(conn: _Conn, seconds: float, where: str) -> object:
     while True:
         try:
             event = conn.h11.next_event()
         except h11.RemoteProtocolError as exc:
-            raise BambuConnectionError(f"{method} {where}: the server broke the HTTP protocol") from exc
+            raise BambuConnectionError(f"{where}: the server broke the HTTP protocol") from exc
         if event is not h11.NEED_DATA:
             return event
         try:
             async with asyncio.timeout(seconds):
                 data = await conn.reader.read(_READ)
         except TimeoutError:
-            raise BambuTimeoutError(f"{method} {where}: no answer within {seconds} s") from None
+            raise BambuTimeoutError(f"{where}: no answer within {seconds} s") from None
         except OSError as exc:
-            raise BambuConnectionError(f"{method} {where}: the connection failed ({type(exc).__name__})") from exc
+            raise BambuConnectionError(f"{where}: the connection failed ({type(exc).__name__})") from exc
         conn.h11.receive_data(data)
 
 
@@ -236,7 +237,8 @@ class AsyncPassThrough:
             out.append(("content-length", length) if length is not None else ("transfer-encoding", "chunked"))
         pool = self._pool(parts.scheme, parts.hostname, port)
         started = time.monotonic()
-        retry_ok = content is None or isinstance(content, bytes | bytearray)
+        # Sent again on a fresh connection only when that cannot do a thing twice.
+        retry_ok = method in _IDEMPOTENT and (content is None or isinstance(content, bytes | bytearray))
         for attempt in (1, 2):
             conn = await self._connect(pool, seconds, where)
             try:
@@ -266,7 +268,7 @@ class AsyncPassThrough:
 
     @staticmethod
     async def _finish(conn: _Conn, seconds: float, where: str) -> bool:
-        event = await _next_event(conn, seconds, "HEAD", where)
+        event = await _next_event(conn, seconds, where)
         return isinstance(event, h11.EndOfMessage)
 
     async def _exchange(self, conn: _Conn, method: str, target: str, headers: list[tuple[str, str]],
@@ -299,9 +301,9 @@ class AsyncPassThrough:
             raise BambuConnectionError(f"{where}: the connection failed ({type(exc).__name__})") from exc
         while True:
             try:
-                event = await _next_event(conn, seconds, method, where)
+                event = await _next_event(conn, seconds, where)
             except BambuConnectionError:
-                if conn.reused and conn.h11.their_state is h11.SEND_RESPONSE:
+                if conn.reused:  # closed by the server while idle: nothing of an answer arrived
                     raise _Stale from None
                 raise
             if isinstance(event, h11.InformationalResponse):
