@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,12 @@ def test_concurrent_reads_share_one_upstream_call_and_accounts_never_mix(
     stack.do(lambda: stack.cloud.set_switches(delay=1.0))
     stack.clear()
 
-    def get(token: str) -> httpx2.Response:
+    barrier = threading.Barrier(24)
+
+    def get(token: str, wait: bool = True) -> httpx2.Response:
         with httpx2.Client(timeout=20.0) as client:
+            if wait:
+                barrier.wait(20)  # all 24 go at once
             return client.get(url + BIND, headers={"Authorization": f"Bearer {token}"})
 
     with ThreadPoolExecutor(max_workers=24) as pool:
@@ -47,10 +52,10 @@ def test_concurrent_reads_share_one_upstream_call_and_accounts_never_mix(
     assert all({d["dev_id"] for d in a.json()["devices"]} == alice_serials for a in answers)
     stack.do(lambda: stack.cloud.set_switches(delay=0.0))
     time.sleep(1.1)
-    hit = get(alice_2)
+    hit = get(alice_2, wait=False)
     assert hit.headers["x-cache"] == "hit" and int(hit.headers["age"]) >= 1
     # Another account: its own entry, its own data, whatever the path.
-    other = get(bob)
+    other = get(bob, wait=False)
     assert other.headers["x-cache"] == "miss"
     assert {d["dev_id"] for d in other.json()["devices"]} == {stack.printers[2].serial}
     assert [q.account for q in stack.requests()] == ["alice@example.com", "bob@example.com"]
