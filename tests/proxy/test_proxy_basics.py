@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx2
+import pytest
 from proxytools import ADMIN, Stack
 
 BIND = "/v1/iot-service/api/user/bind"
@@ -111,3 +113,28 @@ def test_health_metrics_and_access_log(stack: Stack, http: httpx2.Client) -> Non
     assert any(line["status"] == 403 for line in lines)
     slicer = next(line for line in lines if line["route"] == "slicer-settings")
     assert "01.09.00.00" in slicer["query"] and "pw" not in slicer["query"]  # versions intact, secrets not
+
+
+def test_serves_tls_with_its_own_certificate(stack: Stack, tmp_path: Path) -> None:
+    from bambulab.servers.proxy import ProxyApp, ProxyConfig, ProxyServer
+
+    tokens = stack.tokens()
+    custom = tokens.add(stack.alice_real, name="dash")
+    cert, key = stack.cloud.ca.issue("bambu-proxy.local").write_files(tmp_path)
+
+    async def start() -> ProxyServer:
+        server = ProxyServer(ProxyApp(ProxyConfig(tokens, upstream=stack.cloud.api_url)), certfile=cert, keyfile=key)
+        await server.start()
+        return server
+
+    server = stack.call(start())
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        ctx = stack.cloud.ca.client_context()  # trusts the simulator's CA (no host name to check here)
+        with httpx2.Client(verify=ctx, timeout=20) as client:
+            r = client.get(server.url + BIND, headers={"Authorization": f"Bearer {custom}"})
+        assert r.status_code == 200 and r.json()["devices"]
+        with httpx2.Client(timeout=20) as client, pytest.raises(httpx2.ConnectError):
+            client.get(server.url + "/health")  # an unknown CA is refused by the client, as it should be
+    finally:
+        stack.call(server.stop())
