@@ -191,3 +191,22 @@ def test_older_api_and_plain_file_migrate_to_hashed_storage(tmp_path: Path, capl
     assert fresh.lookup("another-custom-token").scope == "strict"  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="older format"):
         fresh.import_legacy(tmp_path / "new.json")
+
+
+def test_changes_by_another_process_are_seen_and_not_undone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bambu proxy tokens add/revoke`` while the proxy runs: the proxy's manager follows the file."""
+    path = tmp_path / "tokens.json"
+    proxy = TokenManager(path)
+    kept = proxy.add(REAL_A, name="kept")
+    cli = TokenManager(path)
+    added = cli.add(REAL_B, name="added")
+    revoked = cli.add(REAL_B, name="revoked")
+    assert proxy.refresh() and proxy.validate(added) == REAL_B
+    cli.remove("revoked")
+    clock = [time.monotonic() + 5]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the once-a-second check is due
+    assert proxy.validate(revoked) is None
+    assert proxy.validate(kept, touch=True) == REAL_A  # may write last_used: must not bring "revoked" back
+    cli.add(REAL_A, name="late")
+    proxy.add(REAL_B, name="from-proxy")  # a change re-reads first
+    assert [i.name for i in TokenManager(path).list()] == ["kept", "added", "late", "from-proxy"]

@@ -57,6 +57,7 @@ SCOPES = ("strict", "full")
 _VERSION = 1
 _MIN_LENGTH = 16  # characters of a custom token chosen by hand (generated ones have 43)
 _TOUCH_INTERVAL = 60.0  # seconds between writes of ``last_used`` for the same entry
+_REFRESH_INTERVAL = 1.0  # seconds between checks whether another process changed the file
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class TokenManager:
         self._key = b""
         self._entries: list[_Entry] = []
         self._dirty_since: float | None = None
+        self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the file as last read or written
+        self._checked = time.monotonic()
         self._load()
 
     # -- storage ---------------------------------------------------------------------------------
@@ -169,6 +172,33 @@ class TokenManager:
             entry.written_last_used = entry.last_used
         if len(self._key) < 16:
             raise ValueError(f"{self.path}: the hashing key is too short")
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def refresh(self) -> bool:
+        """Re-read the file if another process changed it (``bambu proxy tokens`` while the proxy runs).
+
+        Entries come from the file; ``last_used`` times not yet written are kept. Returns True
+        when the file had changed. Every change made here re-reads first, so two processes
+        sharing one file do not undo each other's additions and revocations.
+        """
+        self._checked = time.monotonic()
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return False
+        pending = {e.digest: e.last_used for e in self._entries if e.last_used != e.written_last_used}
+        self._load()
+        for entry in self._entries:
+            used = pending.get(entry.digest)
+            if used is not None and (entry.last_used is None or used > entry.last_used):
+                entry.last_used = used
+        return True
 
     def _merge_legacy(self, data: dict[str, str], *, scope: str) -> int:
         count = 0
@@ -200,6 +230,7 @@ class TokenManager:
         for entry in self._entries:
             entry.written_last_used = entry.last_used
         self._dirty_since = None
+        self._stamp = self._file_stamp()
 
     def _digest(self, custom_token: str) -> str:
         return hmac.new(self._key, custom_token.encode(), hashlib.sha256).hexdigest()
@@ -231,6 +262,7 @@ class TokenManager:
              expires: float | None, short_ok: bool) -> str:
         real = _check_real(real_token)
         _check_scope(scope)
+        self.refresh()
         if name is not None and any(e.name == name for e in self._entries):
             raise ValueError(f"a token named {name!r} already exists")
         if custom_token is not None and len(custom_token) < _MIN_LENGTH:
@@ -265,12 +297,14 @@ class TokenManager:
             raise ValueError(f"{source}: cannot read an older proxy_tokens.json ({type(exc).__name__})") from exc
         if not _is_legacy(data):
             raise ValueError(f"{source} is not in the older format (a JSON object of custom -> real tokens)")
+        self.refresh()
         count = self._merge_legacy(data, scope=scope)
         self.save()
         return count
 
     def remove(self, name_or_token: str) -> bool:
         """Remove the entry with this name, or for this custom token; False when there is none."""
+        self.refresh()
         digest = self._digest(name_or_token)
         keep = [e for e in self._entries if e.name != name_or_token and not hmac.compare_digest(digest, e.digest)]
         if len(keep) == len(self._entries):
@@ -283,6 +317,7 @@ class TokenManager:
 
     def list(self) -> builtins.list[TokenInfo]:
         """Names, scopes, expiry, creation and last-use times. No tokens, no hashes."""
+        self.refresh()
         return [TokenInfo(e.name, e.created, e.last_used, e.scope, e.expires) for e in self._entries]
 
     def list_tokens(self) -> builtins.list[dict[str, Any]]:
@@ -299,6 +334,8 @@ class TokenManager:
         """
         if not custom_token or not isinstance(custom_token, str):
             return None
+        if time.monotonic() - self._checked >= _REFRESH_INTERVAL:
+            self.refresh()
         digest = self._digest(custom_token)
         found: _Entry | None = None
         for entry in self._entries:  # no early exit: every entry is compared
@@ -313,6 +350,8 @@ class TokenManager:
             found.last_used = now
             written = found.written_last_used
             if written is None or now - written >= _TOUCH_INTERVAL:
+                if self.refresh():  # someone else changed the file: write on top of their version
+                    return self.lookup(custom_token, touch=touch, now=now)
                 self.save()
             else:
                 self._dirty_since = self._dirty_since or now
