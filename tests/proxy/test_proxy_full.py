@@ -49,6 +49,8 @@ def test_any_content_type_statuses_and_error_bodies(echo: tuple[str, str], http:
     assert form["content_type"] == "application/x-www-form-urlencoded" and form["body"] == "x=1&y=%C3%A9"
     files = http.post(url + "/v1/multi", files={"f": ("a.bin", b"\x00\x01\xff")}, headers=auth).json()
     assert files["content_type"].startswith("multipart/form-data; boundary=")
+    empty = http.post(url + "/v1/empty", content=b"", headers={**auth, "Content-Length": "0"}).json()
+    assert "content-length" in empty["headers"] and empty["body"] == ""
     for status in (201, 204, 400, 404, 409, 500, 503):
         r = http.get(url + f"/v1/status?status={status}", headers=auth)
         assert r.status_code == status

@@ -118,6 +118,8 @@ def test_refusals_name_the_rule(stack: Stack, strict_proxy: tuple[str, str], htt
     assert r.status_code == 403 and "allowlist" in r.json()["message"]
     r = http.get(url + "/v1/iot-service/api/user/bind", headers={**auth, "X-HTTP-Method-Override": "DELETE"})
     assert r.json()["rule"] == "override-header"
+    r = http.get(url + "/v1/iot-service/api/user/bind?_method=DELETE", headers=auth)
+    assert r.status_code == 403 and r.json()["rule"] == "override-parameter"
     assert stack.requests() == []
     # Normalised forms of an allowed path do go through, as the canonical path.
     assert raw_request(url, "GET", b"//v1/iot-service/./api/user/%62ind/", auth)[0] == 200

@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -69,6 +70,7 @@ _RESPONSE_DROP = {name.decode() for name in _HOP_BY_HOP} | {"content-length", "s
 #: Headers that make some servers treat a request as another method or another URL.
 _SMUGGLING = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override",
                         b"x-original-url", b"x-rewrite-url", b"x-original-method", b"x-override-url"})
+_OVERRIDE_PARAM = re.compile(r"(?:^|&)(?:_method|x-http-method-override|_httpmethod)(?:=|&|$)", re.IGNORECASE)
 _ACCESS_CODE_KEYS = frozenset({"dev_access_code", "access_code", "accesscode"})
 _JSON = (b"content-type", b"application/json")
 
@@ -377,7 +379,11 @@ class ProxyApp:
                 *cached.headers, (b"age", str(age).encode()), (b"x-cache", outcome.encode())], cached.body)
             return
         self._spend(grant, rule, method)
-        body = _request_body(receive, self.config.max_upload) if has_body else None
+        body: bytes | AsyncIterator[bytes] | None = None
+        if has_body:
+            body = _request_body(receive, self.config.max_upload)
+        elif any(k == b"content-length" for k, _ in headers):
+            body = b""  # an explicit empty body stays explicit (some servers want a length on POST)
         stream = await self._send_upstream(method, url, ex.query, headers, grant, rule, body, identity=strict)
         async with stream:
             self._judge(grant, stream)
@@ -402,6 +408,9 @@ class ProxyApp:
             raise _Refusal(403, "forbidden", "a read carries no body", rule="body-on-read")
         if len(query) > MAX_QUERY:
             raise _Refusal(403, "forbidden", f"the query is longer than {MAX_QUERY} bytes", rule="query-too-long")
+        if _OVERRIDE_PARAM.search(query):
+            raise _Refusal(403, "forbidden", "method-override parameters are refused in strict mode",
+                           rule="override-parameter")
 
     def _ttl(self, rule: Rule | None) -> float:
         if rule is None or not self.config.cache:
@@ -416,7 +425,8 @@ class ProxyApp:
                            retry_after=wait, limit_per_minute=self.limiter.budgets.get(klass))
 
     async def _send_upstream(self, method: str, url: str, query: str, headers: Headers, grant: TokenGrant,
-                             rule: Rule | None, body: AsyncIterator[bytes] | None, *, identity: bool) -> HttpStream:
+                             rule: Rule | None, body: bytes | AsyncIterator[bytes] | None, *,
+                             identity: bool) -> HttpStream:
         named = _connection_named(v.decode("latin-1") for k, v in headers if k == b"connection")
         out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k not in _REQUEST_DROP
                and not k.startswith(b"x-forwarded-") and k.decode("latin-1") not in named]
