@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 from proxytools import Stack
@@ -46,6 +47,10 @@ def test_sessions_are_shared_per_account_isolated_and_closed_when_idle(stack: St
     assert refused.status_code == 404 and refused.json()["error"] == "no_session"
     refused = http.post(url + START, json={"device_id": p1s}, headers={"Authorization": f"Bearer {bob}"})
     assert refused.status_code == 404 and refused.json()["error"] == "unknown_device"
+    with ThreadPoolExecutor(max_workers=4) as pool:  # concurrent starts share one connection attempt
+        starts = list(pool.map(lambda _: httpx2.post(url + START, json={"device_id": a1}, timeout=20,
+                                                     headers={"Authorization": f"Bearer {bob}"}), range(4)))
+    assert all(r.status_code == 200 for r in starts), [r.text for r in starts]
     assert http.get(url + GET, params={"device_id": a1}, headers={"Authorization": f"Bearer {bob}"}).status_code == 200
     assert http.get(url + GET, params={"device_id": p1s}, headers={"Authorization": f"Bearer {bob}"}).status_code == 404
     assert app.realtime.opened == 2 and len(app.realtime) == 2
