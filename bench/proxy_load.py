@@ -9,10 +9,11 @@ and run with its limiter off and on; its client class is pointed at the fake clo
 of it is changed. Ours runs as ``bambu proxy strict`` in its own process.
 
 The configurations take turns, in ``--rounds`` rounds, so that each meets the same mix of the
-machine's other load. Reported per configuration: requests/s (all answers, and 200s only), p50/p99 latency, the
-upstream calls the fake cloud saw during the measured window, and ratios against the older proxy
-(limiter off) and direct. A second, sequential pass (one client) measures the latency a proxy adds
-when nothing queues.
+machine's other load. Reported per configuration: requests/s (all answers, and 200s only),
+p50/p99 latency, the upstream calls the fake cloud saw during the measured window, ratios against
+the older proxy (limiter off) and direct, and the CPU milliseconds the proxy process and the fake
+cloud spent per request (less sensitive to the machine's other load than the rates). A second,
+sequential pass (one client) measures the latency a proxy adds when nothing queues.
 
     python3 bench/proxy_load.py                 # about 45 s
     python3 bench/proxy_load.py --seconds 3 --rounds 3 --json
@@ -39,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from _common import proc_cpu_seconds
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -219,6 +222,8 @@ class Result:
     other: int = 0
     errors: int = 0
     upstream_calls: int = 0
+    server_cpu: float = 0.0  # CPU seconds the server process (and, for direct, the cloud) spent
+    cloud_cpu: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -286,6 +291,7 @@ async def _client(url: str, auth: str, until: float, measure_from: float, result
 
 def run_load(server: Server, cloud: Cloud, *, clients: int, seconds: float, warmup: float) -> Result:
     result = Result(server.name, seconds)
+    cpu: dict[str, float] = {}
 
     async def main() -> None:
         start = time.monotonic()
@@ -295,7 +301,11 @@ def run_load(server: Server, cloud: Cloud, *, clients: int, seconds: float, warm
                  for _ in range(clients)]
         await asyncio.sleep(warmup)
         cloud.ask("clear")
+        cpu["cloud"] = proc_cpu_seconds(cloud.proc.pid)
+        cpu["server"] = proc_cpu_seconds(server.proc.pid) if server.proc else 0.0
         await asyncio.gather(*tasks)
+        result.cloud_cpu = proc_cpu_seconds(cloud.proc.pid) - cpu["cloud"]
+        result.server_cpu = (proc_cpu_seconds(server.proc.pid) - cpu["server"]) if server.proc else 0.0
         result.upstream_calls = int(cloud.ask("count"))
 
     asyncio.run(main())
@@ -315,6 +325,8 @@ def report(results: list[Result], sequential: dict[str, float], clients: int) ->
             "name": r.name, "rps": round(r.rps, 1), "ok_rps": round(r.ok_rps, 1),
             "p50_ms": round(r.pct(0.5), 2), "p99_ms": round(r.pct(0.99), 2), "upstream_calls": r.upstream_calls,
             "refused_pct": round(100 * r.other / max(1, r.ok + r.other), 1), "errors": r.errors,
+            "proxy_cpu_ms_per_req": round(1000 * r.server_cpu / max(1, r.ok + r.other), 3),
+            "cloud_cpu_ms_per_req": round(1000 * r.cloud_cpu / max(1, r.ok + r.other), 3),
             "x_theirs": round(r.ok_rps / theirs.ok_rps, 1) if theirs and theirs.ok_rps else None,
             "pct_direct": round(100 * r.ok_rps / direct.ok_rps, 1) if direct.ok_rps else None,
         })
@@ -336,11 +348,12 @@ def print_table(data: dict[str, Any]) -> None:
     print(f"{data['clients']} concurrent clients, GET {BIND}; {data['cpus']} CPUs, "
           f"load average {data['load_average']:.1f} at the end (shared machine)")
     print(f"{'':22} {'req/s':>8} {'200/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'upstream':>9} {'refused':>8} "
-          f"{'x theirs':>9} {'% direct':>9}")
+          f"{'x theirs':>9} {'% direct':>9} {'proxy CPU':>10} {'cloud CPU':>10}")
     for row in data["rows"]:
         print(f"{row['name']:22} {row['rps']:8.0f} {row['ok_rps']:8.0f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
               f"{row['upstream_calls']:9d} {row['refused_pct']:7.1f}% {row['x_theirs'] or 0:9.1f} "
-              f"{row['pct_direct'] or 0:8.1f}%")
+              f"{row['pct_direct'] or 0:8.1f}% {row['proxy_cpu_ms_per_req']:7.3f} ms "
+              f"{row['cloud_cpu_ms_per_req']:7.3f} ms")
     print("one client, sequential, p50 ms:", json.dumps(data["sequential_p50_ms"]))
     print("goals:", json.dumps(data["goals"]))
 
@@ -389,6 +402,8 @@ def main() -> None:
                     total.ok += part.ok
                     total.other += part.other
                     total.errors += part.errors
+                    total.server_cpu += part.server_cpu
+                    total.cloud_cpu += part.cloud_cpu
                     total.upstream_calls += (part.ok + part.other) if server.name == "direct" else part.upstream_calls
                     print(f"  round {round_no + 1} {server.name}: {part.ok_rps:.0f} ok/s", file=sys.stderr)
             results = list(merged.values())
