@@ -90,3 +90,17 @@ async def test_errors_are_mapped_without_the_query() -> None:
     finally:
         await client.aclose()
         await _stop(server, connections)
+
+
+async def test_the_stream_repr_shows_no_header() -> None:
+    server, connections = await _server(close_after_each=False)
+    port = server.sockets[0].getsockname()[1]
+    client = AsyncPassThrough()
+    try:
+        async with await client.send("GET", f"http://127.0.0.1:{port}/r", query="token=secret-value") as stream:
+            assert stream.header("x-seen") == "1"
+            assert "secret-value" not in repr(stream) and "x-seen" not in repr(stream).lower()
+            assert repr(stream).startswith("HttpStream(status=200")
+    finally:
+        await client.aclose()
+        await _stop(server, connections)

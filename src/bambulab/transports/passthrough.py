@@ -106,8 +106,8 @@ class HttpStream:
     """
 
     status: int
-    headers: tuple[tuple[str, str], ...]
-    url: str  # scheme://host:port/path, no query
+    headers: tuple[tuple[str, str], ...] = field(repr=False)  # a Set-Cookie may carry a token
+    url: str = ""  # scheme://host:port/path, no query
     _conn: _Conn | None = field(repr=False, default=None)
     _pool: _Pool | None = field(repr=False, default=None)
     _method: str = field(repr=False, default="GET")
