@@ -145,10 +145,11 @@ def _serve_options(func: Any) -> Any:
         click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
                      help="CA bundle for the upstream's certificate (a fake cloud)."),
         click.option("--mqtt-host", envvar="BAMBU_CLOUD_MQTT_HOST", default=None,
-                     help="Cloud MQTT broker for real-time data (default: the region's)."),
-        click.option("--mqtt-port", envvar="BAMBU_CLOUD_MQTT_PORT", type=int, default=8883, show_default=True),
+                     help="Cloud MQTT broker for real-time data (BAMBU_CLOUD_MQTT_HOST; default: the region's)."),
+        click.option("--mqtt-port", envvar="BAMBU_CLOUD_MQTT_PORT", type=int, default=8883, show_default=True,
+                     help="The broker's port (BAMBU_CLOUD_MQTT_PORT)."),
         click.option("--mqtt-ca-file", envvar="BAMBU_CLOUD_MQTT_CA_FILE", type=click.Path(exists=True, dir_okay=False),
-                     help="CA bundle for the broker's certificate (a fake cloud)."),
+                     help="CA bundle for the broker's certificate (BAMBU_CLOUD_MQTT_CA_FILE; a fake cloud)."),
         click.option("--mqtt-server-name", default=None, help="Name to check in the broker's certificate."),
     ]
     for option in reversed(options):
