@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proxytools import Stack, raw_request
 
-from bambulab.servers.proxy.rules import RULES, PathRefused, match, normalise_path
+from bambulab.servers.proxy.rules import RULES, _PathRefused, match, normalise_path
 
 ALLOWED = [r.pattern.replace("[A-Za-z0-9_.-]{1,64}", "123") for r in RULES if r.strict and not r.local]
 FORBIDDEN = [
@@ -62,7 +62,7 @@ def _expected_forward(method: str, raw: str) -> str | None:
     path = raw.split("?", 1)[0]
     try:
         canonical = normalise_path(path.encode())
-    except PathRefused:
+    except _PathRefused:
         return None
     rule = match(method, canonical)
     return canonical if rule is not None and rule.strict and not rule.local else None

@@ -41,8 +41,8 @@ from bambulab.exceptions import BambuConnectionError, BambuTimeoutError
 from bambulab.servers.proxy.accesslog import AccessLog, redact_query
 from bambulab.servers.proxy.cache import CachedResponse, ResponseCache
 from bambulab.servers.proxy.limits import Backoff, RateLimiter
-from bambulab.servers.proxy.realtime import RealtimeError, RealtimeSessions
-from bambulab.servers.proxy.rules import MAX_QUERY, PathRefused, Rule, match, normalise_path
+from bambulab.servers.proxy.realtime import RealtimeSessions, _RealtimeRefusal
+from bambulab.servers.proxy.rules import MAX_QUERY, Rule, _PathRefused, match, normalise_path
 from bambulab.transports.passthrough import AsyncPassThrough, HttpStream
 
 __all__ = ["UPSTREAMS", "ProxyApp", "ProxyConfig"]
@@ -316,7 +316,7 @@ class ProxyApp:
             if refusal.status == 429 or refusal.error.startswith("upstream_blocked"):
                 self.metrics.rejected.labels(refusal.error).inc()
             await self._refuse(send, ex, refusal)
-        except RealtimeError as exc:
+        except _RealtimeRefusal as exc:
             await self._refuse(send, ex, _Refusal(exc.status, exc.error, str(exc)))
 
     def _grant(self, headers: Headers) -> TokenGrant:
@@ -341,7 +341,7 @@ class ProxyApp:
         raw_path = raw_path.split(b"?", 1)[0]
         try:
             canonical: str | None = normalise_path(raw_path)
-        except PathRefused as exc:
+        except _PathRefused as exc:
             if strict:
                 raise _Refusal(403, "forbidden", str(exc), rule=exc.rule) from None
             canonical = None
@@ -519,7 +519,7 @@ class ProxyApp:
             await self._respond(send, ex, *_json_response(200, self.realtime.snapshot(grant.account, device)))
             return
         events = self.realtime.stream(grant.account, device)
-        first = await anext(events)  # raises RealtimeError before any header is sent
+        first = await anext(events)  # raises _RealtimeRefusal before any header is sent
         ex.status = 200
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream"), (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]})

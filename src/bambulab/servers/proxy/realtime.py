@@ -24,12 +24,12 @@ from bambulab.cloud.mqtt import CloudConnection
 from bambulab.events import ConnectionLost, ConnectionRestored, StateChanged
 from bambulab.exceptions import BambuError
 
-__all__ = ["RealtimeError", "RealtimeSessions"]
+__all__ = ["RealtimeSessions"]
 
 log = logging.getLogger(__name__)
 
 
-class RealtimeError(Exception):
+class _RealtimeRefusal(Exception):
     """A refusal with an HTTP status and a JSON reason."""
 
     def __init__(self, status: int, error: str, message: str) -> None:
@@ -114,14 +114,14 @@ class RealtimeSessions:
     def _session(self, account: str) -> _Session:
         session = self._sessions.get(account)
         if session is None:
-            raise RealtimeError(404, "no_session", "no real-time session: POST .../device/realtime/start first")
+            raise _RealtimeRefusal(404, "no_session", "no real-time session: POST .../device/realtime/start first")
         return session
 
     @staticmethod
     def _serial(session: _Session, device_id: str) -> str:
         serial = device_id.strip().upper() if isinstance(device_id, str) else ""
         if serial not in session.connection.serials:
-            raise RealtimeError(404, "unknown_device", "this account has no such device")
+            raise _RealtimeRefusal(404, "unknown_device", "this account has no such device")
         return serial
 
     def _view(self, session: _Session, serial: str) -> dict[str, Any]:
@@ -135,7 +135,7 @@ class RealtimeSessions:
         task = self._opening.get(account)
         if task is None:  # concurrent starts for one account share one connection attempt
             if len(self._sessions) >= self.max_sessions:
-                raise RealtimeError(503, "too_many_sessions", "the proxy has its maximum of real-time sessions")
+                raise _RealtimeRefusal(503, "too_many_sessions", "the proxy has its maximum of real-time sessions")
             task = asyncio.ensure_future(self._connect(account, real_token))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._opening[account] = task
@@ -148,7 +148,7 @@ class RealtimeSessions:
                 await connection.connect()
         except (BambuError, OSError, TimeoutError) as exc:
             await connection.close()
-            raise RealtimeError(502, "mqtt_unavailable",
+            raise _RealtimeRefusal(502, "mqtt_unavailable",
                                 f"the cloud MQTT connection failed ({type(exc).__name__})") from exc
         finally:
             self._opening.pop(account, None)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["RULES", "PathRefused", "Rule", "match", "normalise_path"]
+__all__ = ["RULES", "Rule", "match", "normalise_path"]
 
 MAX_PATH = 512  # bytes of a raw path; real API paths are well under 100
 MAX_QUERY = 2048
@@ -63,7 +63,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-class PathRefused(ValueError):
+class _PathRefused(ValueError):
     """A path that has no canonical form (the ``rule`` says why)."""
 
     def __init__(self, rule: str, detail: str) -> None:
@@ -77,7 +77,7 @@ _PLAIN = re.compile(rb"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~!$&'()*+,;=:@-]+)+")
 
 
 def normalise_path(raw: bytes) -> str:
-    """The canonical form of a raw request path (no query), or :class:`PathRefused`.
+    """The canonical form of a raw request path (no query), or :class:`_PathRefused`.
 
     Percent-decoding once (a ``%`` left after it is a double encoding: refused), encoded or
     literal backslashes and encoded slashes refused (they mean different things to different
@@ -86,26 +86,26 @@ def normalise_path(raw: bytes) -> str:
     the allowlist is lower case, so ``/V1/...`` simply matches nothing.
     """
     if len(raw) > MAX_PATH:
-        raise PathRefused("path-too-long", f"the path is longer than {MAX_PATH} bytes")
+        raise _PathRefused("path-too-long", f"the path is longer than {MAX_PATH} bytes")
     if _PLAIN.fullmatch(raw) is not None:  # the common case, checked in one pass
         return raw.decode("ascii")
     if not raw.startswith(b"/"):
-        raise PathRefused("path-not-absolute", "the path must start with /")
+        raise _PathRefused("path-not-absolute", "the path must start with /")
     lowered = raw.lower()
     if b"%2f" in lowered or b"%5c" in lowered or b"\\" in raw:
-        raise PathRefused("encoded-separator", "encoded slashes and backslashes are refused")
+        raise _PathRefused("encoded-separator", "encoded slashes and backslashes are refused")
     decoded = unquote_to_bytes(raw)
     if b"%" in decoded:
-        raise PathRefused("double-encoding", "a percent sign after decoding (double encoding) is refused")
+        raise _PathRefused("double-encoding", "a percent sign after decoding (double encoding) is refused")
     if _ALLOWED.fullmatch(decoded) is None:
-        raise PathRefused("bad-characters", "control, space or non-ASCII characters in the path are refused")
+        raise _PathRefused("bad-characters", "control, space or non-ASCII characters in the path are refused")
     segments: list[str] = []
     for segment in decoded.decode("ascii").split("/"):
         if segment in ("", "."):
             continue
         if segment == "..":
             if not segments:
-                raise PathRefused("traversal", "the path climbs above the root")
+                raise _PathRefused("traversal", "the path climbs above the root")
             segments.pop()
             continue
         segments.append(segment)
