@@ -61,6 +61,8 @@ def _register() -> None:
     cli.add_command(migrate)
     lan.register(cli)
     cloud.register(cli)
+    from bambulab.cli.proxy import register as register_proxy
+    register_proxy(cli)
 
 
 _register()
