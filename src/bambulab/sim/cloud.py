@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from bambulab.exceptions import SimulatorError
-from bambulab.sim.ca import SimCA
+from bambulab.sim.ca import LeafCertificate, SimCA
 from bambulab.sim.cloud_model import (
     ACTIVE_STATES,
     Account,
@@ -207,6 +207,7 @@ class FakeCloud:
         self._storage: Path | None = None
         self._temp_storage = False
         self._servers: dict[str, HttpServer] = {}
+        self._certs: list[LeafCertificate] = []
         self._mqtt: CloudMqttService | None = None
         self._running = False
 
@@ -235,15 +236,15 @@ class FakeCloud:
             self._storage = Path(tempfile.mkdtemp(prefix="bambu-sim-cloud-"))
             self._temp_storage = True
         try:
-            api_cert = self.ca.issue("api.bambulab.com") if self.tls else None
-            web_cert = self.ca.issue("bambulab.com") if self.tls else None
+            api_cert = self._issue("api.bambulab.com") if self.tls else None
+            web_cert = self._issue("bambulab.com") if self.tls else None
             self._servers["api"] = HttpServer(build_api_app(self), self.host, self._ports["api"], api_cert)
             self._servers["web"] = HttpServer(build_web_app(self), self.host, self._ports["web"], web_cert)
             if self._admin_enabled:
                 self._servers["admin"] = HttpServer(build_admin_app(self), "127.0.0.1", self._ports["admin"], None)
             for server in self._servers.values():
                 await server.start()
-            self._mqtt = CloudMqttService(self, self.ca.issue("us.mqtt.bambulab.com"),
+            self._mqtt = CloudMqttService(self, self._issue("us.mqtt.bambulab.com"),
                                           host=self.host, port=self._ports["mqtt"])
             await self._mqtt.start()
         except BaseException:
@@ -252,6 +253,11 @@ class FakeCloud:
         self._running = True
         for binding in self._bindings.values():
             self._attach(binding)
+
+    def _issue(self, common_name: str) -> LeafCertificate:
+        cert = self.ca.issue(common_name)
+        self._certs.append(cert)
+        return cert
 
     async def stop(self) -> None:
         """Stop every server, detach from the printers and remove the temporary storage."""
@@ -270,6 +276,9 @@ class FakeCloud:
                 await server.stop()
             self._ports[name] = server.port or self._ports[name]
         self._servers.clear()
+        for cert in self._certs:  # their temporary folders hold private keys
+            cert.remove_files()
+        self._certs.clear()
         if self._temp_storage and self._storage is not None:
             shutil.rmtree(self._storage, ignore_errors=True)
             self._storage = None

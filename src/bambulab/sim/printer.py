@@ -167,6 +167,7 @@ class VirtualPrinter:
     async def stop(self) -> None:
         """Stop every service and remove the temporary storage folder, if the simulator made one."""
         await self._stop_services()
+        self._tls.remove_files()  # the temporary folder holds the private key
         if self._temp_storage is not None:
             shutil.rmtree(self._temp_storage, ignore_errors=True)
             self._temp_storage = None
