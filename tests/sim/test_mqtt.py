@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import time
@@ -271,6 +272,31 @@ def test_get_access_code(simthread: SimThread, connect: Connect) -> None:
     printer = simthread.add(model="P1S")
     client = connect(printer)
     assert _sent(client, "system", "get_access_code")["access_code"] == printer.access_code
+
+
+def test_debug_logging_never_shows_the_access_code(simthread: SimThread, connect: Connect) -> None:
+    """``bambu --debug sim``: every logger at DEBUG, yet no payload (and so no code) is logged."""
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(f"{record.name} {record.getMessage()}")
+
+    root = logging.getLogger()
+    handler, saved_level = Collect(logging.DEBUG), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        printer = simthread.add(model="P1S")
+        client = connect(printer)
+        assert _sent(client, "system", "get_access_code")["access_code"] == printer.access_code
+        time.sleep(0.2)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+    assert any(r.startswith("bambulab.sim") for r in records)  # DEBUG logging was on
+    leaks = [r for r in records if printer.access_code in r or "get_access_code" in r]
+    assert not leaks, leaks[:3]
 
 
 def test_ams_change_and_filament_setting(simthread: SimThread, connect: Connect) -> None:
