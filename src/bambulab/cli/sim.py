@@ -92,7 +92,8 @@ def _status_line(printer: Any) -> str:
 @click.option("--demo-all", is_flag=True, help="Start a print on every printer (a busy farm).")
 @click.option("--quirk", "quirks", multiple=True, metavar="KEY=VALUE",
               help="Quirk switch for every printer, e.g. auth_mode=enforced, max_clients=2, "
-                   "delta_mode=full_always, result_upper=true.")
+                   "delta_mode=full_always, result_upper=true, tls_max_version=1.3 (FTPS offers "
+                   "TLS 1.2 at most by default, as real printers do).")
 @click.option("--ssdp-target", metavar="HOST:PORT", help="Send SSDP NOTIFY announcements there.")
 @click.option("--ssdp-listen", metavar="HOST:PORT", help="Answer SSDP M-SEARCH there.")
 @click.option("--write-ca", type=click.Path(dir_okay=False, path_type=Path),

@@ -132,7 +132,8 @@ class VirtualPrinter:
         from bambulab.sim.ftps import FtpsService
 
         if self.ftps is None:
-            self.ftps = FtpsService(self, host=self.config.host, port=self.config.ftps_port, hub=self._ftps_hub)
+            self.ftps = FtpsService(self, host=self.config.host, port=self.config.ftps_port, hub=self._ftps_hub,
+                                    tls_max_version=self.engine.quirks.ftps_tls_max)
         if self.camera is None:
             if self._model.camera is CameraKind.JPEG:
                 self.camera = JpegCameraService(
