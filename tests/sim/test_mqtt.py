@@ -146,6 +146,17 @@ def test_get_version_identifies_model(simthread: SimThread, connect: Connect, mo
         assert rule[(ap["hw_ver"], project)] == model
 
 
+def test_configured_firmware_is_reported(simthread: SimThread, connect: Connect) -> None:
+    """``PrinterConfig.firmware`` sets the version (and so the get_version style of older firmware)."""
+    printer = simthread.add(model="P1P", firmware="01.06.01.00")
+    client = connect(printer)
+    client.send({"info": {"sequence_id": "1", "command": "get_version"}})
+    modules = client.ack("info", "get_version")["module"]
+    ota = next(m for m in modules if m["name"] == "ota")
+    assert ota["sw_ver"] == "01.06.01.00"
+    assert not ota.get("product_name") and ota.get("project_name") == "C11"  # the old style
+
+
 @pytest.mark.parametrize("seq", ["12345", 42, None])
 def test_sequence_id_echoed_as_sent(simthread: SimThread, connect: Connect, seq: Any) -> None:
     printer = simthread.add(model="P1S")

@@ -75,6 +75,8 @@ class VirtualPrinter:
             quirks=config.quirks,
             rng=rng,
         )
+        if config.firmware:
+            self.engine.dyn.firmware = config.firmware
         self.engine.dyn.ip = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
         self.mqtt = MqttService(
             self, on_request=self._on_request, quirks=self.engine.quirks,
