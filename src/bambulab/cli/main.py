@@ -54,9 +54,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from bambulab.cli import cloud, lan
+    from bambulab.cli.dump import dump
     from bambulab.cli.sim import sim
 
     cli.add_command(sim)
+    cli.add_command(dump)
     lan.register(cli)
     cloud.register(cli)
 
