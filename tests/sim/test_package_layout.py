@@ -1,4 +1,4 @@
-"""The fake cloud is a package (state, use cases, HTTP handlers apart); the old import paths still work."""
+"""The fake cloud and the camera are packages (state, use cases, handlers apart); old import paths still work."""
 
 from __future__ import annotations
 
@@ -48,3 +48,20 @@ def test_fake_cloud_is_composed_of_the_use_cases() -> None:
     for part in (CloudBase, AccountUseCases, FileUseCases, HistoryUseCases, DeviceUseCases):
         assert part in mro
     assert max(len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")) < 400  # no 1,000-line module
+
+
+def test_camera_is_split_into_jpeg_h264_and_rtsp() -> None:
+    import bambulab.sim.camera as camera
+    from bambulab.sim.camera import h264, jpeg, rtsp, server
+
+    assert camera.JpegCameraService is jpeg.JpegCameraService
+    assert camera.RtspService is rtsp.RtspService
+    assert camera.h264_parameter_sets is h264.h264_parameter_sets
+    assert issubclass(camera.JpegCameraService, server.TlsCameraServer)
+    assert issubclass(camera.RtspService, server.TlsCameraServer)
+    folder = Path(camera.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bambulab"):
+                assert not [a.name for a in node.names if a.name.startswith("_")], path.name
+    assert max(len(p.read_text().splitlines()) for p in folder.glob("*.py")) < 500
