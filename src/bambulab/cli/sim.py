@@ -135,7 +135,8 @@ def status_table(printers: list[Any], *, limit: int = LIVE_ROWS) -> Any:
               help="Write the CA certificate that the printers' TLS certificates chain to.")
 @click.option("--seed", type=int, help="Make serials, names and access codes reproducible.")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per printer, then stay quiet.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per printer (and one more for --cloud), then stay quiet.")
 @click.option("--no-watch", is_flag=True, help="Do not show the live status table.")
 @click.option("--write-profiles", is_flag=True,
               help="Write a client profile per virtual printer (sim-1, sim-2, ...: host, ports, CA file, "
