@@ -65,3 +65,19 @@ def test_camera_is_split_into_jpeg_h264_and_rtsp() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bambulab"):
                 assert not [a.name for a in node.names if a.name.startswith("_")], path.name
     assert max(len(p.read_text().splitlines()) for p in folder.glob("*.py")) < 500
+
+
+def test_api_requests_are_logged_without_headers_or_bodies() -> None:
+    from test_cloud_support import PREFERENCE, CloudEnv
+
+    with CloudEnv() as env:
+        alice = env.account()
+        token = env.token(alice)
+        assert env.api("GET", PREFERENCE + "?x=1", token=token).status == 200
+        assert env.api("GET", PREFERENCE, token="not-a-token").status == 401
+        log = env.do(env.cloud.request_log)
+        assert [(r.method, r.path, r.query, r.account) for r in log] == [
+            ("GET", PREFERENCE, "x=1", alice.email), ("GET", PREFERENCE, "", None)]
+        assert token not in repr(log)
+        env.do(env.cloud.clear_request_log)
+        assert env.do(env.cloud.request_log) == []

@@ -54,13 +54,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from bambulab.cli import cloud, lan
-    from bambulab.cli.dump import dump
     from bambulab.cli.sim import sim
 
     cli.add_command(sim)
-    cli.add_command(dump)
     lan.register(cli)
     cloud.register(cli)
+    from bambulab.cli.dump import dump
+
+    cli.add_command(dump)
 
 
 _register()

@@ -29,6 +29,6 @@ from __future__ import annotations
 
 from bambulab.sim.cloud.model import Account, CloudSwitches, LoginMode, TaskStatus
 from bambulab.sim.cloud.service import FakeCloud
-from bambulab.sim.cloud.state import BUCKET
+from bambulab.sim.cloud.state import BUCKET, LoggedRequest
 
-__all__ = ["BUCKET", "Account", "CloudSwitches", "FakeCloud", "LoginMode", "TaskStatus"]
+__all__ = ["BUCKET", "Account", "CloudSwitches", "FakeCloud", "LoggedRequest", "LoginMode", "TaskStatus"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import secrets
 import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bambulab.exceptions import SimulatorError
 from bambulab.sim.ca import LeafCertificate, SimCA
 from bambulab.sim.cloud.model import Account, CloudObject, CloudSwitches, Project, TaskRecord
-from bambulab.sim.cloud.state import Binding, Setting, TokenRecord, public_settings
+from bambulab.sim.cloud.state import Binding, LoggedRequest, Setting, TokenRecord, public_settings
 
 if TYPE_CHECKING:
     from bambulab.sim.cloud.http import HttpServer
@@ -77,6 +78,7 @@ class CloudBase:
         self._certs: list[LeafCertificate] = []
         self._mqtt: CloudMqttService | None = None
         self._running = False
+        self._request_log: deque[LoggedRequest] = deque(maxlen=10_000)
 
 
     # ------------------------------------------------------------------ where to connect

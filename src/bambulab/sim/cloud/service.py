@@ -33,6 +33,7 @@ from types import TracebackType
 
 from bambulab.sim.ca import LeafCertificate
 from bambulab.sim.cloud.devices import DeviceUseCases
+from bambulab.sim.cloud.state import LoggedRequest
 
 __all__ = ["FakeCloud"]
 
@@ -120,3 +121,15 @@ class FakeCloud(DeviceUseCases):
             self._storage = None
             self._temp_storage = False
 
+    # ------------------------------------------------------------------ request log (tests of proxies)
+
+    def log_request(self, method: str, path: str, query: str, token: str | None) -> None:
+        account = self.token_account(token) if token else None
+        self._request_log.append(LoggedRequest(method, path, query, account.email if account else None))
+
+    def request_log(self) -> list[LoggedRequest]:
+        """The last 10,000 requests that reached the API host (the object store's included), oldest first."""
+        return list(self._request_log)
+
+    def clear_request_log(self) -> None:
+        self._request_log.clear()

@@ -22,6 +22,7 @@ __all__ = [
     "TFA_KEY_LIFETIME",
     "URL_LIFETIME",
     "Binding",
+    "LoggedRequest",
     "Setting",
     "TokenRecord",
     "as_int",
@@ -34,6 +35,16 @@ BUCKET = "bbl-sim-uploads"
 ACCESS_KEY_ID = "AKIAVIRTUALBAMBUSIM0"  # a placeholder, like the real URLs' AWSAccessKeyId
 URL_LIFETIME = 3600  # seconds a presigned URL stays valid
 TFA_KEY_LIFETIME = 600.0
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request that reached the API host (see :meth:`FakeCloud.request_log`): no headers, no body."""
+
+    method: str
+    path: str
+    query: str
+    account: str | None  # the email of the bearer token's account, if it had a valid one
 
 
 @dataclass
