@@ -141,7 +141,7 @@ def test_redact_replaces_every_secret_and_keeps_types() -> None:
     raw = {
         "info": {"command": "get_version", "module": [{"name": "ota", "sn": serial, "sw_ver": "01.09.00.00"}]},
         "print": {
-            "net": {"info": [{"ip": 1291954368, "mask": 16777215}, {"ip": 0}]},
+            "net": {"info": [{"ip": 1291954368, "mask": 16777215}, {"ip": 0}, {"ip": host}]},
             "ipcam": {"rtsp_url": f"rtsps://{host}/streaming/live/1"},
             "subtask_name": f"{serial}-cube",
             "ams": {"ams": [{"sn": "19C06A3B0400123", "tray": [{"tray_uuid": "A" * 32, "tag_uid": "B" * 16},
@@ -155,7 +155,7 @@ def test_redact_replaces_every_secret_and_keeps_types() -> None:
     text = json.dumps(out)
     for secret in (serial, code, host, "19C06A3B0400123", "A" * 32, "B" * 16, "Home Wi-Fi", "aa:bb"):
         assert secret not in text, secret
-    assert out["print"]["net"]["info"][0]["ip"] == REDACTED_KEYS["ip"] and out["print"]["net"]["info"][1]["ip"] == 0
+    assert [i["ip"] for i in out["print"]["net"]["info"]] == [REDACTED_KEYS["ip"], 0, REDACTED_IP]
     assert out["info"]["module"][0]["sn"] == redacted_serial(serial) == "01P000000000000"
     assert out["print"]["ipcam"]["rtsp_url"] == f"rtsps://{REDACTED_IP}/streaming/live/1"
     assert out["print"]["ams"]["ams"][0]["tray"][1] == {"tray_uuid": "", "tag_uid": "0000000000000000"}

@@ -93,7 +93,7 @@ def redact(value: Any, *, serial: str, access_code: str = "", host: str = "") ->
         if isinstance(old, int):
             return new if isinstance(new, int) else 0
         if isinstance(old, str):
-            return str(new)
+            return REDACTED_IP if isinstance(new, int) else str(new)  # an address written as text
         return walk(old)
 
     def walk(node: Any) -> Any:
