@@ -362,7 +362,9 @@ async def test_data_connection_without_session_reuse_is_refused_with_522(
 
 
 @pytest.mark.parametrize("tls12", [False, True])
-async def test_tls_12_cap(vp: VirtualPrinter, ctx: ssl.SSLContext, tls12: bool) -> None:
+async def test_tls_12_cap(sim: Simulator, ctx: ssl.SSLContext, tls12: bool) -> None:
+    # Virtual printers offer TLS 1.2 at most, as real ones do; this one offers 1.3 to see the client's cap.
+    vp = await sim.add_printer(model="P1S", quirks={"tls_max_version": "1.3"})
     before = ctx.maximum_version
     async with connect(vp, ctx, tls12=tls12) as files:
         await files.upload(b"capped" * 1000, "/cache/capped.bin")

@@ -520,3 +520,15 @@ def test_mapping_edge_cases() -> None:
 def test_mapping_from_a_read_project() -> None:
     project = read_project(real_layout())
     assert match_ams_mapping(project.plate(1).filaments, TRAYS) == [0, -1, 1]
+
+
+def test_build_project_thumbnail_and_object_filament_are_checked() -> None:
+    from bambulab.protocol.threemf import Filament, PlateObject, PlateSpec, build_project
+
+    with pytest.raises(ValueError, match="thumbnail must be PNG"):
+        build_project([PlateSpec(thumbnail=b"GIF89a")])
+    with pytest.raises(ValueError, match="uses filament 2"):
+        build_project([PlateSpec(filaments=(Filament(1, "PLA", "#FFFFFF"),), objects=(PlateObject(1, "a", 2),))])
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    data = build_project([PlateSpec(thumbnail=png)])
+    assert zipfile.ZipFile(io.BytesIO(data)).read("Metadata/plate_1.png") == png

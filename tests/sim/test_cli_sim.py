@@ -62,6 +62,7 @@ def test_three_different_models_with_details(cli_printers: tuple[list[dict[str, 
         assert p["host"] == "127.0.0.1"
         assert len(p["serial"]) == 15 and p["serial"].isupper()
         assert p["access_code"].isdigit() and len(p["access_code"]) == 8
+        assert p["ca_file"] == str(ca_file.resolve())  # --json names the CA written by --write-ca
     assert ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
 
 

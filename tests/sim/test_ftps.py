@@ -919,3 +919,49 @@ async def test_hub_close_stops_its_servers(printer: FakePrinter, hub: FtpsHub, c
 def test_rejects_unknown_tls_cap(printer: FakePrinter, hub: FtpsHub) -> None:
     with pytest.raises(ValueError, match="tls_max_version"):
         FtpsService(printer, hub=hub, tls_max_version=ssl.TLSVersion.TLSv1_1)
+
+
+# --------------------------------------------------------------------------- TLS cap of whole printers
+
+
+def test_printers_cap_ftps_at_tls12_by_default_on_every_model() -> None:
+    """Real printers' vsftpd negotiates TLS 1.2; a client offering 1.3 gets 1.2 from every model.
+
+    ``tls_max_version`` is the quirk switch back to 1.3 (``--quirk tls_max_version=1.3`` on the CLI).
+    """
+    from simtools import SimThread
+
+    from bambulab.protocol.models import MODELS
+    from bambulab.sim import Quirks
+
+    st = SimThread(seed=7)
+    try:
+        ctx = st.sim.ca.client_context()  # offers TLS 1.2 and 1.3
+        payload = os.urandom(100_000)
+
+        def negotiated(host: str, port: int, code: str) -> str:
+            ftp = ImplicitFTPS(ctx)
+            ftp.connect(host, port)
+            try:
+                version = ftp.tls.version()
+                ftp.login("bblp", code)
+                ftp.prot_p()
+                ftp.storbinary("STOR big.bin", io.BytesIO(payload))
+                assert ftp.size("big.bin") == len(payload)
+                return str(version)
+            finally:
+                ftp.close()
+
+        for model in MODELS:
+            p = st.add(model=model.name)
+            assert p.ftps is not None
+            assert negotiated(p.host, p.ftps.port, p.access_code) == "TLSv1.2", model.name
+        p13 = st.add(model="P1S", quirks={"tls_max_version": 1.3})  # what --quirk tls_max_version=1.3 gives
+        p13b = st.add(model="X1C", quirks=Quirks(tls_max_version=ssl.TLSVersion.TLSv1_3))
+        for p in (p13, p13b):
+            assert p.ftps is not None
+            assert negotiated(p.host, p.ftps.port, p.access_code) == "TLSv1.3"
+        with pytest.raises(ValueError, match="tls_max_version"):
+            Quirks(tls_max_version="1.1")
+    finally:
+        st.close()

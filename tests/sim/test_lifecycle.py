@@ -257,3 +257,18 @@ def test_malformed_flood_never_crashes(simthread: SimThread, connect: Connect) -
         time.sleep(0.02)
     assert printer.engine.commands_handled == len(junk) + 1
     assert simthread.sim.tick_errors == 0
+
+
+def test_stopped_printer_leaves_no_key_folder(simthread: SimThread) -> None:
+    """The temporary folder with the printer's TLS private key goes when the printer stops."""
+    import tempfile
+    from pathlib import Path
+
+    printer = simthread.add(model="P1S")
+    cert_files = list(printer.tls._files)
+    assert cert_files and cert_files[1].name.endswith(".key")  # amqtt wants them on disk while running
+    folder = cert_files[0].parent
+    assert folder.is_dir() and folder.name.startswith("bambu-sim-cert-")
+    simthread.call(simthread.sim.remove_printer(printer.serial))
+    assert not folder.exists()
+    assert not list(Path(tempfile.gettempdir()).glob(f"bambu-sim-{printer.serial}-*"))

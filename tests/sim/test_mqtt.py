@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import time
@@ -145,6 +146,17 @@ def test_get_version_identifies_model(simthread: SimThread, connect: Connect, mo
         assert rule[(ap["hw_ver"], project)] == model
 
 
+def test_configured_firmware_is_reported(simthread: SimThread, connect: Connect) -> None:
+    """``PrinterConfig.firmware`` sets the version (and so the get_version style of older firmware)."""
+    printer = simthread.add(model="P1P", firmware="01.06.01.00")
+    client = connect(printer)
+    client.send({"info": {"sequence_id": "1", "command": "get_version"}})
+    modules = client.ack("info", "get_version")["module"]
+    ota = next(m for m in modules if m["name"] == "ota")
+    assert ota["sw_ver"] == "01.06.01.00"
+    assert not ota.get("product_name") and ota.get("project_name") == "C11"  # the old style
+
+
 @pytest.mark.parametrize("seq", ["12345", 42, None])
 def test_sequence_id_echoed_as_sent(simthread: SimThread, connect: Connect, seq: Any) -> None:
     printer = simthread.add(model="P1S")
@@ -271,6 +283,31 @@ def test_get_access_code(simthread: SimThread, connect: Connect) -> None:
     printer = simthread.add(model="P1S")
     client = connect(printer)
     assert _sent(client, "system", "get_access_code")["access_code"] == printer.access_code
+
+
+def test_debug_logging_never_shows_the_access_code(simthread: SimThread, connect: Connect) -> None:
+    """``bambu --debug sim``: every logger at DEBUG, yet no payload (and so no code) is logged."""
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(f"{record.name} {record.getMessage()}")
+
+    root = logging.getLogger()
+    handler, saved_level = Collect(logging.DEBUG), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        printer = simthread.add(model="P1S")
+        client = connect(printer)
+        assert _sent(client, "system", "get_access_code")["access_code"] == printer.access_code
+        time.sleep(0.2)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+    assert any(r.startswith("bambulab.sim") for r in records)  # DEBUG logging was on
+    leaks = [r for r in records if printer.access_code in r or "get_access_code" in r]
+    assert not leaks, leaks[:3]
 
 
 def test_ams_change_and_filament_setting(simthread: SimThread, connect: Connect) -> None:

@@ -432,3 +432,41 @@ def test_invalid_configuration() -> None:
     with pytest.raises(ValueError, match="interval"):
         service.interval = -1.0
     assert service.address == ("127.0.0.1", 2021)  # stays on this machine unless told otherwise
+
+
+# ------------------------------------------------------------------------------ rate limit
+
+
+def test_searches_are_limited_by_default_only_beyond_loopback() -> None:
+    assert not SsdpService(listen=(LOOPBACK, 0), target=None).limits_searches
+    assert not SsdpService(listen=("::1", 0), target=None).limits_searches
+    assert SsdpService(listen=("0.0.0.0", 0), target=None).limits_searches  # noqa: S104 - never bound
+    assert SsdpService(listen=("192.168.1.20", 0), target=None).limits_searches
+    assert not SsdpService(listen=("0.0.0.0", 0), target=None, limit_searches=False).limits_searches  # noqa: S104
+
+
+async def test_msearch_replies_are_rate_limited_per_source(
+    udp: Callable[[], socket.socket], services: list[SsdpService]
+) -> None:
+    now = [1000.0]
+    service = await _start(services, target=None, limit_searches=True, search_burst=2, search_rate=0.5,
+                           monotonic=lambda: now[0])
+    service.add_printer(P1S)
+    service.add_printer(X1C)
+    flooder = udp()
+    for _ in range(10):
+        flooder.sendto(SEARCH, (LOOPBACK, service.port))
+    assert len(await _collect(flooder, 0.6)) == 2 * 2  # the burst, one reply per printer each
+    assert service.searches_dropped == 8
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # another source address
+    try:
+        other.bind(("127.0.0.2", 0))
+        other.setblocking(False)
+        other.sendto(SEARCH, (LOOPBACK, service.port))
+        assert len(await _collect(other, 0.4)) == 2
+    finally:
+        other.close()
+    now[0] += 2.0  # one token back (0.5 per second)
+    for _ in range(3):
+        flooder.sendto(SEARCH, (LOOPBACK, service.port))
+    assert len(await _collect(flooder, 0.4)) == 2

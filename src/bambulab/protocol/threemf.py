@@ -10,6 +10,7 @@ Layout of a sliced project (Bambu Studio and its forks write the same names)::
     Metadata/slice_info.config      XML: one <plate> per sliced plate (see below)
     Metadata/plate_N.gcode          the plate's G-code; ``project_file`` names it in ``param``
     Metadata/plate_N.gcode.md5      upper-case hex MD5 of plate_N.gcode
+    Metadata/plate_N.png            the plate's cover image (also plate_N_small.png, top_N.png, ...)
     Metadata/plate_N.json           JSON: bbox_all, bbox_objects [{id, name, bbox, ...}], bed_type,
                                     filament_colors, filament_ids, nozzle_diameter, version, ...
     Metadata/project_settings.config  JSON: the full settings; lists such as filament_type and
@@ -121,10 +122,15 @@ class Filament:
 
 @dataclass(frozen=True, slots=True)
 class PlateObject:
-    """An object on a plate; ``id`` is the ``identify_id`` that ``skip_objects`` takes."""
+    """An object on a plate; ``id`` is the ``identify_id`` that ``skip_objects`` takes.
+
+    ``filament`` is the filament id the object is printed with (``extruder`` in
+    ``model_settings.config``); ``None``: the plate's first filament.
+    """
 
     id: int
     name: str
+    filament: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,7 +447,11 @@ _OPC_RELS_NS: Final = "http://schemas.openxmlformats.org/package/2006/relationsh
 
 @dataclass(frozen=True, slots=True)
 class PlateSpec:
-    """One plate for :func:`build_project`. ``weight_g`` defaults to the sum of ``used_g``."""
+    """One plate for :func:`build_project`. ``weight_g`` defaults to the sum of ``used_g``.
+
+    ``thumbnail`` is a PNG written as ``Metadata/plate_N.png``, the cover image slicers always
+    write and clients show (this module draws none: it makes no images).
+    """
 
     index: int = 1
     layers: int = 10
@@ -450,6 +460,7 @@ class PlateSpec:
     objects: tuple[PlateObject, ...] = _DEFAULT_OBJECTS
     weight_g: float | None = None
     layer_height: float = 0.2
+    thumbnail: bytes | None = None
 
 
 def _duration(seconds: int) -> str:
@@ -495,6 +506,12 @@ def _check_spec(spec: PlateSpec) -> None:
         if isinstance(o.id, bool) or not isinstance(o.id, int) or o.id < 0 or o.id in oids:
             raise ValueError(f"plate {spec.index}: object ids must be unique ints >= 0, got {o.id!r}")
         oids.add(o.id)
+        if o.filament is not None and o.filament not in ids:
+            raise ValueError(f"plate {spec.index}: object {o.id} uses filament {o.filament!r}, not on the plate")
+    if spec.thumbnail is not None and not (
+        isinstance(spec.thumbnail, bytes) and spec.thumbnail.startswith(b"\x89PNG\r\n\x1a\n")
+    ):
+        raise ValueError(f"plate {spec.index}: thumbnail must be PNG bytes")
 
 
 def _gcode(spec: PlateSpec, filaments: Sequence[Filament], nozzle: float, model_name: str | None) -> bytes:
@@ -564,7 +581,7 @@ def _xml(root: ET.Element) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
 
 
-def _slice_info(specs: Sequence[PlateSpec], printer_model_id: str | None, nozzle: float) -> bytes:
+def _slice_info(specs: Sequence[PlateSpec], printer_model_id: str | None, nozzle: float, bed_type: str) -> bytes:
     root = ET.Element("config")
     header = ET.SubElement(root, "header")
     ET.SubElement(header, "header_item", key="X-BBL-Client-Type", value="slicer")
@@ -585,6 +602,7 @@ def _slice_info(specs: Sequence[PlateSpec], printer_model_id: str | None, nozzle
             ("outside", "false"),
             ("support_used", "false"),
             ("label_object_enabled", "true" if spec.objects else "false"),
+            ("bed_type", bed_type),
         ]
         for key, value in meta:
             ET.SubElement(plate, "metadata", key=key, value=value)
@@ -601,17 +619,37 @@ def _slice_info(specs: Sequence[PlateSpec], printer_model_id: str | None, nozzle
 
 
 def _model_settings(specs: Sequence[PlateSpec]) -> bytes:
+    """Objects (with the filament each is printed with, as ``extruder``) and plates."""
     root = ET.Element("config")
+    object_ids: dict[tuple[int, int], int] = {}
+    for spec in specs:
+        for obj in spec.objects:
+            object_id = len(object_ids) + 1
+            object_ids[(spec.index, obj.id)] = object_id
+            element = ET.SubElement(root, "object", id=str(object_id))
+            filament = obj.filament if obj.filament is not None else spec.filaments[0].id
+            ET.SubElement(element, "metadata", key="name", value=obj.name)
+            ET.SubElement(element, "metadata", key="extruder", value=str(filament))
+            part = ET.SubElement(element, "part", id="1", subtype="normal_part")
+            ET.SubElement(part, "metadata", key="name", value=obj.name)
     for spec in specs:
         plate = ET.SubElement(root, "plate")
-        for key, value in (
+        meta = [
             ("plater_id", str(spec.index)),
             ("plater_name", ""),
             ("locked", "false"),
             ("gcode_file", f"Metadata/plate_{spec.index}.gcode"),
-            ("pattern_bbox_file", f"Metadata/plate_{spec.index}.json"),
-        ):
+        ]
+        if spec.thumbnail is not None:
+            meta.append(("thumbnail_file", f"Metadata/plate_{spec.index}.png"))
+        meta.append(("pattern_bbox_file", f"Metadata/plate_{spec.index}.json"))
+        for key, value in meta:
             ET.SubElement(plate, "metadata", key=key, value=value)
+        for obj in spec.objects:
+            instance = ET.SubElement(plate, "model_instance")
+            for key, value in (("object_id", str(object_ids[(spec.index, obj.id)])), ("instance_id", "0"),
+                               ("identify_id", str(obj.id))):
+                ET.SubElement(instance, "metadata", key=key, value=value)
     return _xml(root)
 
 
@@ -719,6 +757,8 @@ def build_project(
             (path + ".md5", hashlib.md5(gcode, usedforsecurity=False).hexdigest().upper().encode("ascii")),
             (f"Metadata/plate_{spec.index}.json", _plate_json(spec, nozzle, bed_type)),
         ]
+        if spec.thumbnail is not None:
+            members.append((f"Metadata/plate_{spec.index}.png", spec.thumbnail))
         ET.SubElement(relations, "Relationship", Target=f"/{path}", Id=f"rel-{n}", Type=_BAMBU_NS_GCODE_REL)
     settings: dict[str, Any] = {
         "filament_type": [f.material for f in project_filaments],
@@ -731,7 +771,7 @@ def build_project(
         settings["printer_model"] = model_name
         settings["printer_settings_id"] = f"{model_name} {nozzle:g} nozzle"
     members += [
-        (SLICE_INFO, _slice_info(sorted(specs, key=lambda s: s.index), printer_model_id, nozzle)),
+        (SLICE_INFO, _slice_info(sorted(specs, key=lambda s: s.index), printer_model_id, nozzle, bed_type)),
         (PROJECT_SETTINGS, json.dumps(settings, indent=4).encode("utf-8")),
         (MODEL_SETTINGS, _model_settings(sorted(specs, key=lambda s: s.index))),
         ("Metadata/_rels/model_settings.config.rels", _xml(relations)),

@@ -8,10 +8,13 @@ unverified, as many third-party clients do).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
+import shutil
 import ssl
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +52,22 @@ class LeafCertificate:
         """An :class:`ssl.SSLContext` for a server presenting this certificate (TLS 1.2 and 1.3)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = minimum
-        cert_file, key_file = self.write_files()
-        ctx.load_cert_chain(cert_file, key_file)
+        with self.temporary_files() as (cert_file, key_file):
+            ctx.load_cert_chain(cert_file, key_file)
         return ctx
+
+    @contextlib.contextmanager
+    def temporary_files(self) -> Iterator[tuple[str, str]]:
+        """The chain and key in a private temporary folder that is removed on exit.
+
+        For libraries that load a certificate from files once (``ssl``, pyOpenSSL): the key
+        does not outlive the loading.
+        """
+        folder = Path(tempfile.mkdtemp(prefix="bambu-sim-cert-"))
+        try:
+            yield self.write_files(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def write_files(self, directory: Path | None = None) -> tuple[str, str]:
         """Write the chain and key to files (key mode 0600) and return their paths.
@@ -71,6 +87,16 @@ class LeafCertificate:
         if directory is None:
             self._files.extend([cert_path, key_path])
         return str(cert_path), str(key_path)
+
+    def remove_files(self) -> None:
+        """Remove the private temporary folder :meth:`write_files` made (it holds the key).
+
+        Called when the printer (or fake cloud) that uses this certificate stops; a later
+        :meth:`write_files` writes a fresh folder.
+        """
+        files, self._files[:] = list(self._files), []
+        for folder in {f.parent for f in files}:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class SimCA:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import random
+import ssl
 import string
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -47,6 +48,17 @@ class Quirks:
     lan_liveview: bool = True  # X1/H2: ipcam.rtsp_url is a URL (True) or "disable" (False)
     push_interval: float = 1.0  # real seconds between periodic pushes
     stop_error_seconds: float = 3.0  # simulated seconds print_error stays 0x0300400C after stop
+    # FTPS's highest TLS version, "1.2" or "1.3". Real printers' vsftpd negotiates 1.2; under 1.3
+    # clients that never read the session tickets lose the tail of large uploads to a reset.
+    tls_max_version: str = "1.2"
+
+    def __post_init__(self) -> None:
+        self.tls_max_version = _tls_version_name(self.tls_max_version)
+
+    @property
+    def ftps_tls_max(self) -> ssl.TLSVersion:
+        """:attr:`tls_max_version` as an :class:`ssl.TLSVersion`."""
+        return _TLS_NAMES[self.tls_max_version]
 
     def resolved(self, model: PrinterModel) -> Quirks:
         """A copy with every ``None`` replaced by the model's default."""
@@ -64,6 +76,7 @@ class Quirks:
             lan_liveview=self.lan_liveview,
             push_interval=self.push_interval,
             stop_error_seconds=self.stop_error_seconds,
+            tls_max_version=self.tls_max_version,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +95,19 @@ class Quirks:
             if kw.get(name) is not None:
                 kw[name] = enum_type(kw[name])
         return cls(**kw)
+
+
+_TLS_NAMES = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def _tls_version_name(value: object) -> str:
+    """``"1.2"`` or ``"1.3"`` from 1.2, "1.2", "TLSv1_2", "tlsv1.3" or an :class:`ssl.TLSVersion`."""
+    if isinstance(value, ssl.TLSVersion):
+        value = value.name
+    text = str(value).strip().lower().removeprefix("tlsv").replace("_", ".")
+    if text not in _TLS_NAMES:
+        raise ValueError(f"unsupported tls_max_version {value!r} (use 1.2 or 1.3)")
+    return text
 
 
 _SERIAL_ALPHABET = string.digits + string.ascii_uppercase

@@ -1116,8 +1116,8 @@ class FtpsService(Service):
         for folder in LAYOUT:
             (root / folder).mkdir(parents=True, exist_ok=True)
         if self._ssl_ctx is None:
-            cert_file, key_file = self._handle.tls.write_files()
-            self._ssl_ctx = _ssl_context(cert_file, key_file, self._tls_max)
+            with self._handle.tls.temporary_files() as (cert_file, key_file):
+                self._ssl_ctx = _ssl_context(cert_file, key_file, self._tls_max)
         nlst_full = self._nlst_full_paths
         if nlst_full is None:
             nlst_full = self._handle.model.family is PrinterFamily.X1

@@ -122,6 +122,32 @@ _PLUGIN_PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+class _NoPayloadDebug(logging.Filter):
+    """Drops amqtt's DEBUG records: they print whole packets and messages, payload included.
+
+    A ``get_access_code`` reply carries the access code, and cloud payloads carry tokens, so
+    ``bambu --debug sim`` must not show them. amqtt logs no payload at INFO and above.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_AMQTT_FILTER = _NoPayloadDebug()
+
+
+def filter_amqtt_payload_logs() -> None:
+    """Attach the payload filter to every amqtt logger that exists (idempotent).
+
+    A logger's filter sees only the records logged on that logger, so each of amqtt's
+    per-module loggers gets it; called whenever a broker is made, after amqtt made its loggers.
+    """
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "amqtt" or name.startswith("amqtt.")) and isinstance(logger, logging.Logger) \
+                and _AMQTT_FILTER not in logger.filters:
+            logger.addFilter(_AMQTT_FILTER)
+
+
 class TlsBroker(Broker):
     """amqtt's broker serving our own TLS context, able to list and drop its clients.
 
@@ -129,7 +155,9 @@ class TlsBroker(Broker):
     """
 
     def __init__(self, config: dict[str, Any], *, ssl_context: ssl.SSLContext, plugin_namespace: str) -> None:
+        filter_amqtt_payload_logs()
         super().__init__(config, plugin_namespace=plugin_namespace)
+        filter_amqtt_payload_logs()  # the loggers amqtt made for this broker's plugins
         self._ssl_context = ssl_context
 
     # amqtt calls this as self._create_ssl_context(listener): no client certificates are asked

@@ -75,6 +75,8 @@ class VirtualPrinter:
             quirks=config.quirks,
             rng=rng,
         )
+        if config.firmware:
+            self.engine.dyn.firmware = config.firmware
         self.engine.dyn.ip = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
         self.mqtt = MqttService(
             self, on_request=self._on_request, quirks=self.engine.quirks,
@@ -132,7 +134,8 @@ class VirtualPrinter:
         from bambulab.sim.ftps import FtpsService
 
         if self.ftps is None:
-            self.ftps = FtpsService(self, host=self.config.host, port=self.config.ftps_port, hub=self._ftps_hub)
+            self.ftps = FtpsService(self, host=self.config.host, port=self.config.ftps_port, hub=self._ftps_hub,
+                                    tls_max_version=self.engine.quirks.ftps_tls_max)
         if self.camera is None:
             if self._model.camera is CameraKind.JPEG:
                 self.camera = JpegCameraService(
@@ -167,6 +170,7 @@ class VirtualPrinter:
     async def stop(self) -> None:
         """Stop every service and remove the temporary storage folder, if the simulator made one."""
         await self._stop_services()
+        self._tls.remove_files()  # the temporary folder holds the private key
         if self._temp_storage is not None:
             shutil.rmtree(self._temp_storage, ignore_errors=True)
             self._temp_storage = None

@@ -141,7 +141,11 @@ class Simulator:
         if cfg.serial in self._printers:
             raise SimulatorError(f"a virtual printer with serial {cfg.serial} already exists")
         printer = VirtualPrinter(cfg, ca=self.ca, time_scale=self.time_scale, ftps_hub=self._ftps_hub)
-        await printer.start()
+        try:
+            await printer.start()
+        except BaseException:
+            await printer.stop()  # its temporary storage and key folder
+            raise
         self._printers[cfg.serial] = printer
         interval = printer.engine.quirks.push_interval
         first = asyncio.get_running_loop().time() + self._rng.uniform(0, interval)

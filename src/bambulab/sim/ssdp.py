@@ -28,6 +28,12 @@ M-SEARCH reply) without forgetting it; :meth:`SsdpService.resume` puts it back.
 the limited broadcast ``255.255.255.255`` or any IPv4 ending in ``.255``; pass ``True``/``False``
 to decide yourself). Tests use ``listen=("127.0.0.1", 0)`` and a loopback target.
 
+Beyond loopback (any ``listen`` host that is not a loopback address) the M-SEARCH responder is
+rate-limited per source address: a 121-byte request otherwise draws one ~400-byte reply per
+printer, an amplifier for spoofed requests. Each source gets ``search_burst`` answered searches,
+refilled at ``search_rate`` per second; the rest are dropped silently (and counted in
+:attr:`SsdpService.searches_dropped`). ``limit_searches=True``/``False`` decides explicitly.
+
 ``listen=None`` sends NOTIFYs only (from a free port, on loopback when the target is loopback) and
 answers no M-SEARCH; ``target=None`` answers M-SEARCH only.
 """
@@ -39,6 +45,8 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -96,6 +104,36 @@ class _Protocol(asyncio.DatagramProtocol):
             self._closed.set_result(None)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _SearchLimiter:
+    """A token bucket per source address; at most ``max_sources`` are remembered (oldest go first)."""
+
+    def __init__(self, *, rate: float, burst: float, clock: Callable[[], float], max_sources: int = 4096) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._max = max_sources
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, source: str) -> bool:
+        now = self._clock()
+        tokens, last = self._buckets.pop(source, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        self._buckets[source] = (tokens - 1.0 if allowed else tokens, now)
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
 class SsdpService:
     """SSDP NOTIFY sender and M-SEARCH responder for any number of virtual printers.
 
@@ -114,6 +152,11 @@ class SsdpService:
     :param max_age: the ``Cache-Control: max-age`` value (printers send 1800).
     :param dbm_suffix: write ``DevSignal.bambu.com`` as ``-44dBm`` instead of ``-44``.
     :param clock: returns the time written in the replies' ``Date:`` header.
+    :param limit_searches: rate-limit M-SEARCH replies per source address; ``None`` (default):
+        only when ``listen`` is not a loopback address.
+    :param search_rate: answered searches per second and source, once the burst is spent.
+    :param search_burst: searches a source gets answered at once.
+    :param monotonic: the rate limiter's clock.
     """
 
     def __init__(
@@ -129,6 +172,10 @@ class SsdpService:
         max_age: int = DEFAULT_MAX_AGE,
         dbm_suffix: bool = False,
         clock: Callable[[], datetime] = _utcnow,
+        limit_searches: bool | None = None,
+        search_rate: float = 0.5,
+        search_burst: int = 4,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if listen is None and target is None:
             raise ValueError("SsdpService needs a listen address, a NOTIFY target or both")
@@ -139,6 +186,9 @@ class SsdpService:
             loopback = target[0].startswith("127.") or target[0] == "localhost"
             listen = ("127.0.0.1" if loopback else "0.0.0.0", 0)  # noqa: S104
         self._host, self._port = listen[0], int(listen[1])
+        limit = limit_searches if limit_searches is not None else not _is_loopback(self._host)
+        self._limiter = _SearchLimiter(rate=search_rate, burst=search_burst, clock=monotonic) if limit else None
+        self.searches_dropped = 0
         self._target = target
         self.interval = interval
         self._broadcast = broadcast if broadcast is not None else (
@@ -224,6 +274,11 @@ class SsdpService:
     @property
     def target(self) -> tuple[str, int] | None:
         return self._target
+
+    @property
+    def limits_searches(self) -> bool:
+        """Whether M-SEARCH replies are rate-limited per source (see the module doc)."""
+        return self._limiter is not None
 
     @property
     def running(self) -> bool:
@@ -339,6 +394,9 @@ class SsdpService:
         if search is None or not is_bambu_search(search):
             return
         requester = (str(addr[0]), int(addr[1]))
+        if self._limiter is not None and not self._limiter.allow(requester[0]):
+            self.searches_dropped += 1
+            return
         date = self._clock()
         for announcement in self.announced():
             reply = build_search_response(
