@@ -154,6 +154,12 @@ class PrinterEngine:
         self._wifi_noise()
         if self.quirks.delta_mode is DeltaMode.FULL_ALWAYS:
             return self.full_report()
+        if self._last_sent is None:
+            # A P1/A1 printer does not volunteer a full report on its periodic timer: until a
+            # client asks (pushall) or a command changes something, the state so far is the
+            # baseline. (A full here raced the client's own pushall: two msg 0 reports in a row.)
+            self._last_sent = self.current_report()
+            return None
         return self.delta_report()
 
     def change_report(self) -> Message | None:
