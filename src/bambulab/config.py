@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bambulab._files import write_private
 from bambulab.exceptions import BambuError
 
 __all__ = ["ConfigError", "PrinterProfile", "config_path", "load_profiles", "resolve_profile", "save_profile"]
@@ -161,24 +162,18 @@ def resolve_profile(
 
 
 def save_profile(profile: PrinterProfile, *, path: Path | None = None, make_default: bool = False) -> Path:
-    """Add or replace a profile in the config file, written atomically with mode 0600."""
+    """Add or replace a profile in the config file.
+
+    Written by the same private-file writer as the token file: a fresh temporary file created
+    ``O_EXCL|O_NOFOLLOW`` with mode 0600, flushed to disk, then renamed over the target.
+    """
     target = path or config_path()
     data = _read(target)
     printers = data.setdefault("printers", {})
     printers[profile.name] = profile.to_dict(include_secrets=True)
     if make_default or "default" not in data:
         data["default"] = profile.name
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(_dump(data))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return write_private(target, _dump(data).encode("utf-8"))
 
 
 def insecure_permissions(path: Path) -> bool:
