@@ -18,37 +18,20 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from bambulab.cli.lan import emit
-from bambulab.config import config_path
+from bambulab.cli.common import api_url, emit, load_cloud_token, token_path, web_url
 from bambulab.exceptions import AuthenticationError
 
 if TYPE_CHECKING:
-    from bambulab.cloud.auth import CodeRequest, Token
+    from bambulab.cloud.auth import CodeRequest
     from bambulab.cloud.client import BambuClient
 
 __all__ = ["register"]
 
 REGIONS = ("global", "china")
-
-
-def token_path(option: str | None = None) -> Path:
-    """``--token-file`` / ``BAMBU_TOKEN_FILE``, else ``token.json`` beside the config file."""
-    if option:
-        return Path(option).expanduser()
-    return config_path().parent / "token.json"
-
-
-def _api_url() -> str | None:
-    return os.environ.get("BAMBU_CLOUD_API_URL") or None
-
-
-def _web_url() -> str | None:
-    return os.environ.get("BAMBU_CLOUD_WEB_URL") or None
 
 
 token_file_option = click.option(
@@ -96,7 +79,7 @@ def login(region: str | None, email: str | None, token_file: str | None) -> None
 
     path = token_path(token_file)
     region = region or "global"
-    with BambuAuthenticator(region, api_url=_api_url(), web_url=_web_url()) as auth:
+    with BambuAuthenticator(region, api_url=api_url(), web_url=web_url()) as auth:
         given = os.environ.get("BAMBU_CLOUD_TOKEN")
         if given:
             token = Token(given.strip(), given.strip(), None, None, region)
@@ -132,28 +115,13 @@ def logout(token_file: str | None) -> None:
 # ------------------------------------------------------------------------------ cloud commands
 
 
-def _load(token_file: str | None, region: str | None) -> Token:
-    from bambulab.cloud.auth import Token, load_token
-
-    given = os.environ.get("BAMBU_CLOUD_TOKEN")
-    if given:
-        return Token(given.strip(), given.strip(), None, None, region or "global")
-    path = token_path(token_file)
-    token = load_token(path)
-    if token is None:
-        raise AuthenticationError(f"not logged in (no token in {path}): run bambu login")
-    if token.expired():
-        raise AuthenticationError(f"the saved token has expired: run bambu login (token file {path})")
-    return token
-
-
 @contextmanager
 def _client(opts: dict[str, Any]) -> Iterator[BambuClient]:
     from bambulab.cloud.client import BambuClient
 
     region = opts.pop("region", None)
-    token = _load(opts.pop("token_file", None), region)
-    with BambuClient(token, region=region or token.region, api_url=_api_url(), web_url=_web_url()) as client:
+    token = load_cloud_token(opts.pop("token_file", None), region)
+    with BambuClient(token, region=region or token.region, api_url=api_url(), web_url=web_url()) as client:
         yield client
 
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, fields, is_dataclass
-from datetime import datetime, timedelta
-from enum import Enum
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from bambulab.cli.common import emit, jsonable, load_cloud_token, num
 from bambulab.config import (
     PrinterProfile,
     config_path,
@@ -39,42 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# ------------------------------------------------------------------------------ output helpers
-
-
-def _jsonable(value: Any) -> Any:
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict) and not isinstance(value, type):
-        return _jsonable(to_dict())
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
-    """One JSON object per line with ``--json``, else the human rendering."""
-    if as_json:
-        click.echo(json.dumps(_jsonable(data), separators=(",", ":"), default=str))
-    else:
-        click.echo(human(data) if human else json.dumps(_jsonable(data), indent=2, default=str))
 
 
 # ------------------------------------------------------------------------------ connection options
@@ -163,8 +125,8 @@ def _status_text(status: Any) -> str:
         lines.append(f"job       {job.name or job.file or '-'}  {job.progress or 0}%  "
                      f"layer {job.layer or 0}/{job.total_layers or 0}"
                      + (f"  {int(job.remaining.total_seconds() // 60)} min left" if job.remaining else ""))
-    nozzles = " / ".join(f"{_num(n.current)}→{_num(n.target)}" for n in temps.nozzles) if temps.nozzles else "-"
-    bed = f"{_num(temps.bed)}→{_num(temps.bed_target)}"
+    nozzles = " / ".join(f"{num(n.current)}→{num(n.target)}" for n in temps.nozzles) if temps.nozzles else "-"
+    bed = f"{num(temps.bed)}→{num(temps.bed_target)}"
     lines.append(f"nozzle    {nozzles} °C")
     lines.append(f"bed       {bed} °C" + (f"   chamber {temps.chamber:.0f} °C" if temps.chamber is not None else ""))
     if status.print_error:
@@ -172,10 +134,6 @@ def _status_text(status: Any) -> str:
     for hms in status.hms:
         lines.append(f"hms       {hms.key} ({hms.severity.value}): {hms.text or 'see ' + hms.wiki_url}")
     return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 # ------------------------------------------------------------------------------ commands
@@ -237,7 +195,7 @@ async def status(printer: Printer, as_json: bool, watch: bool) -> None:
                 else:
                     click.echo("\n" + _status_text(event.status))
             else:
-                emit({"event": type(event).__name__, **_jsonable(_event_fields(event))}, as_json,
+                emit({"event": type(event).__name__, **jsonable(_event_fields(event))}, as_json,
                      lambda e: f"** {e['event']}")
 
 
@@ -292,17 +250,9 @@ def _cloud_connection(devices: tuple[str, ...], token_file: str | None, uid: str
     import os
     import ssl
 
-    from bambulab.cloud.auth import load_token
     from bambulab.cloud.mqtt import BROKERS, CloudConnection
 
-    token: Any = (os.environ.get("BAMBU_CLOUD_TOKEN") or "").strip() or None
-    if token is None:
-        from bambulab.cli.cloud import token_path
-
-        path = token_path(token_file)
-        token = load_token(path)
-        if token is None:
-            raise click.ClickException(f"not logged in (no token in {path}): run bambu login, or set BAMBU_CLOUD_TOKEN")
+    token = load_cloud_token(token_file, region, login_hint="run bambu login, or set BAMBU_CLOUD_TOKEN")
     chosen_region = region or getattr(token, "region", None) or "global"
     ctx = ssl.create_default_context(cafile=broker_ca_file) if broker_ca_file else None
     return CloudConnection(
@@ -359,14 +309,14 @@ async def _show(
         for p in live:
             s = p.status
             job, temps = s.job, s.temperatures
-            nozzle = "/".join(_num(n.current) for n in temps.nozzles) if temps.nozzles else "-"
+            nozzle = "/".join(num(n.current) for n in temps.nozzles) if temps.nozzles else "-"
             errors = str(len(s.hms) + (1 if s.print_error else 0))
             label = labels.get(p.serial, p.serial)
             t.add_row(
                 label if p.connected else f"{label} (offline)", p.model.name if p.model else "?", job.state.value,
                 f"{job.progress or 0}%", f"{job.layer or 0}/{job.total_layers or 0}",
                 f"{int(job.remaining.total_seconds() // 60)} min" if job.remaining else "-",
-                f"{nozzle}°C", f"{_num(temps.bed)}°C", errors,
+                f"{nozzle}°C", f"{num(temps.bed)}°C", errors,
             )
         return t
 
