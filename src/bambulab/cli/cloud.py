@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bambulab.cli.common import api_url, emit, load_cloud_token, token_path, web_url
+from bambulab.cli.common import api_url, emit, env_token, load_cloud_token, token_path, web_url
 from bambulab.exceptions import AuthenticationError
 
 if TYPE_CHECKING:
@@ -80,9 +80,9 @@ def login(region: str | None, email: str | None, token_file: str | None) -> None
     path = token_path(token_file)
     region = region or "global"
     with BambuAuthenticator(region, api_url=api_url(), web_url=web_url()) as auth:
-        given = os.environ.get("BAMBU_CLOUD_TOKEN")
-        if given:
-            token = Token(given.strip(), given.strip(), None, None, region)
+        given = env_token(region)
+        if given is not None:
+            token = given
             if not auth.verify_token(token):
                 raise AuthenticationError("the token in BAMBU_CLOUD_TOKEN was rejected by the Bambu cloud")
             token = Token(token.access_token, token.refresh_token, None, auth.uid(token), region)

@@ -26,6 +26,7 @@ __all__ = [
     "ENVIRONMENT",
     "api_url",
     "emit",
+    "env_token",
     "environment_help",
     "jsonable",
     "load_cloud_token",
@@ -122,16 +123,33 @@ def web_url() -> str | None:
     return os.environ.get("BAMBU_CLOUD_WEB_URL") or None
 
 
+def env_token(region: str | None) -> Token | None:
+    """The token in ``BAMBU_CLOUD_TOKEN`` (stripped and checked), or None when it is not set."""
+    from bambulab.cloud.auth import Token
+
+    given = os.environ.get("BAMBU_CLOUD_TOKEN") or ""
+    if not given.strip():
+        return None
+    try:
+        checked = Token.from_dict({"access_token": given}).access_token
+    except ValueError:
+        raise AuthenticationError("the token in BAMBU_CLOUD_TOKEN is corrupt (spaces, line breaks, control "
+                                  "or non-ASCII characters): set it again, or run bambu login") from None
+    return Token(checked, checked, None, None, region or "global")
+
+
 def load_cloud_token(token_file: str | None, region: str | None, *, login_hint: str = "run bambu login") -> Token:
     """``BAMBU_CLOUD_TOKEN``, else the token saved by ``bambu login`` (expired ones refused)."""
-    from bambulab.cloud.auth import Token, load_token
+    from bambulab.cloud.auth import load_token
 
-    given = (os.environ.get("BAMBU_CLOUD_TOKEN") or "").strip()
-    if given:
-        return Token(given, given, None, None, region or "global")
+    given = env_token(region)
+    if given is not None:
+        return given
     path = token_path(token_file)
     token = load_token(path)
     if token is None:
+        if path.exists():
+            raise AuthenticationError(f"the token file {path} is corrupt: run bambu login again")
         raise AuthenticationError(f"not logged in (no token in {path}): {login_hint}")
     if token.expired():
         raise AuthenticationError(f"the saved token has expired: run bambu login (token file {path})")

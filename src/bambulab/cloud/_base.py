@@ -16,6 +16,7 @@ import email.utils
 import json
 import platform
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "REGIONS",
     "Region",
     "RetryPolicy",
+    "check_token",
     "decode_json",
     "default_headers",
     "error_for",
@@ -90,6 +92,25 @@ def default_headers() -> dict[str, str]:
         "X-BBL-Agent-OS-Type": _os_type(),
         "X-BBL-Executable-info": "{}",
     }
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def check_token(token: str, source: str = "the access token") -> str:
+    """``token`` without surrounding whitespace; :class:`AuthenticationError` when it cannot be one.
+
+    A token travels in an HTTP header and an MQTT password: a line break, a space inside, a control
+    or non-ASCII character means the file (or variable) it came from is corrupt. The message names
+    ``source`` and never quotes the value.
+    """
+    stripped = token.strip() if isinstance(token, str) else ""
+    if not stripped or not _TOKEN.fullmatch(stripped):
+        raise AuthenticationError(
+            f"{source} is corrupt (empty, or holding spaces, line breaks, control or non-ASCII characters); "
+            "log in again (bambu login)"
+        )
+    return stripped
 
 
 def decode_json(response: HttpResponse, endpoint: str) -> Any:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from xml.etree import ElementTree
 
-from bambulab.cloud._base import RetryPolicy, decode_json, default_headers, error_for, resolve_urls
+from bambulab.cloud._base import RetryPolicy, check_token, decode_json, default_headers, error_for, resolve_urls
 from bambulab.cloud.endpoints import Endpoint, Request
 from bambulab.exceptions import BambuConnectionError, BambuError, BambuTimeoutError, CloudError, NotConnectedError
 from bambulab.transports.http import AsyncHttpTransport, HttpResponse, HttpTransport, redact_url
@@ -84,7 +84,7 @@ class _SessionBase:
     def request_headers(self, call: Call) -> dict[str, str]:
         out = {**self.headers, **call.request.headers, **(call.headers or {})}
         if call.token:
-            out["Authorization"] = f"Bearer {call.token}"
+            out["Authorization"] = f"Bearer {check_token(call.token)}"
         return out
 
     def outcome(self, call: Call, response: HttpResponse) -> HttpResponse | BambuError:

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from bambulab.cloud import endpoints as ep
-from bambulab.cloud._base import RetryPolicy, decode_json, error_for, uid_from_jwt
+from bambulab.cloud._base import RetryPolicy, check_token, decode_json, error_for, uid_from_jwt
 from bambulab.cloud._files import write_private
 from bambulab.cloud._session import Ask, AsyncSession, Call, Flow, SyncSession
 from bambulab.exceptions import (
@@ -106,13 +106,19 @@ class Token:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
         access = data.get("access_token")
-        if not isinstance(access, str) or not access:
+        if not isinstance(access, str) or not access.strip():
             raise ValueError("the token file has no access_token")
+        refresh = str(data.get("refresh_token") or "").strip()
+        try:
+            access = check_token(access, "the token file's access_token")
+            refresh = check_token(refresh, "the token file's refresh_token") if refresh else ""
+        except AuthenticationError as exc:
+            raise ValueError(str(exc)) from None
         expires = data.get("expires_at")
         uid = data.get("uid")
         return cls(
             access_token=access,
-            refresh_token=str(data.get("refresh_token") or ""),
+            refresh_token=refresh,
             expires_at=float(expires) if isinstance(expires, int | float) else None,
             uid=int(uid) if isinstance(uid, int) else None,
             region=str(data.get("region") or "global"),

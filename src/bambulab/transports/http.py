@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import ssl
 import time
 from collections.abc import AsyncIterable, Iterable, Mapping
@@ -40,7 +41,7 @@ except ImportError as _missing:  # pragma: no cover - depends on the installatio
         "the Bambu cloud client needs httpx2: pip install 'bambulab[cloud]' (or pip install httpx2)"
     ) from _missing
 
-__all__ = ["AsyncHttpTransport", "HttpResponse", "HttpTransport", "redact_url"]
+__all__ = ["AsyncHttpTransport", "HttpResponse", "HttpTransport", "check_headers", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,21 @@ class _RedactUrls(logging.Filter):
         return True
 
 
+_FAILED = re.compile(r"^(?P<step>[\w.]+\.failed) exception=(?P<kind>\w+).*", re.DOTALL)
+
+
 class _RedactHeaders(logging.Filter):
-    """httpcore2's DEBUG trace prints the response headers: a ``Set-Cookie`` may carry a token."""
+    """httpcore2's DEBUG trace prints the response headers (a ``Set-Cookie`` may carry a token) and
+    the text of every exception (``Illegal header value b'Bearer ...'``): keep only the names."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith("receive_response_headers.complete"):
-            record.msg = "receive_response_headers.complete (headers not logged)"
-            record.args = None
+        if isinstance(record.msg, str):
+            if record.msg.startswith("receive_response_headers.complete"):
+                record.msg = "receive_response_headers.complete (headers not logged)"
+                record.args = None
+            elif (failed := _FAILED.match(record.getMessage())) is not None:
+                record.msg = f"{failed['step']} exception={failed['kind']} (details not logged)"
+                record.args = None
         return True
 
 
@@ -138,8 +147,24 @@ def _map_error(exc: Exception, method: str, url: str, timeout: float | None) -> 
         return BambuTimeoutError(f"{where}: no answer within {timeout} s")
     if isinstance(exc, httpx2.InvalidURL | httpx2.UnsupportedProtocol):
         return ValueError(f"{where}: invalid URL")
-    detail = str(exc).strip() or type(exc).__name__
+    # Only socket-level errors have safe text; a protocol error quotes what was sent (a header
+    # holding the bearer token), so only its class is named.
+    detail = (str(exc).strip() if isinstance(exc, httpx2.NetworkError) else "") or type(exc).__name__
     return BambuConnectionError(f"{where}: cannot reach the server ({detail})")
+
+
+def check_headers(headers: Mapping[str, str], method: str, url: str) -> None:
+    """Refuse header values HTTP cannot carry (CR, LF, other controls, non-ASCII) before sending.
+
+    The value is never quoted: the ``Authorization`` header holds the bearer token.
+    """
+    for name, value in headers.items():
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(f"{method} {redact_url(url)}: the {name} header holds characters HTTP cannot "
+                             "carry (line breaks, control or non-ASCII characters); value not shown")
+
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 
 
 def _response(raw: httpx2.Response, url: str, content: bytes) -> HttpResponse:
@@ -159,10 +184,13 @@ def _log(method: str, url: str, status: int, started: float) -> None:
     log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, (time.monotonic() - started) * 1000)
 
 
-def _headers(headers: Mapping[str, str] | None, content: Content, length: int | None) -> dict[str, str]:
+def _headers(
+    headers: Mapping[str, str] | None, content: Content, length: int | None, method: str, url: str
+) -> dict[str, str]:
     out = dict(headers or {})
     if length is not None and content is not None and not isinstance(content, bytes):
         out["Content-Length"] = str(length)  # streamed bodies: no chunked encoding (S3 refuses it)
+    check_headers(out, method, url)
     return out
 
 
@@ -200,7 +228,7 @@ class HttpTransport:
         try:
             raw = self._client.request(
                 method, url, params=params, json=json, content=content,
-                headers=_headers(headers, content, content_length), timeout=_timeout(seconds),
+                headers=_headers(headers, content, content_length, method, url), timeout=_timeout(seconds),
             )
         except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
             raise _map_error(exc, method, url, seconds) from exc
@@ -253,7 +281,7 @@ class AsyncHttpTransport:
         try:
             raw = await self._client.request(
                 method, url, params=params, json=json, content=content,
-                headers=_headers(headers, content, content_length), timeout=_timeout(seconds),
+                headers=_headers(headers, content, content_length, method, url), timeout=_timeout(seconds),
             )
         except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
             raise _map_error(exc, method, url, seconds) from exc
