@@ -100,3 +100,48 @@ def test_cli_names_a_corrupt_token_file_and_a_corrupt_variable(tmp_path: Path) -
     result = CliRunner().invoke(cli, ["cloud", "devices"], env={**env, "BAMBU_CLOUD_TOKEN": f"a\nb{SECRET}"})
     assert result.exit_code == 1
     assert "BAMBU_CLOUD_TOKEN is corrupt" in result.output and SECRET not in result.output
+
+
+# ------------------------------------------------------------------ point 4: secrets in reprs
+
+
+def test_request_and_call_reprs_hide_bodies_queries_and_tokens() -> None:
+    from bambulab.cloud import endpoints as ep
+    from bambulab.cloud._session import Call
+
+    requests = [
+        ep.LOGIN_PASSWORD.build(account="a@example.com", password=SECRET),
+        ep.LOGIN_CODE.build(account="a@example.com", code=SECRET),
+        ep.REFRESH_TOKEN.build(refresh_token=SECRET),
+        ep.TFA_SIGN_IN.build(tfa_key=SECRET, tfa_code=SECRET),
+        ep.NOTIFICATION.build(ticket=SECRET),
+    ]
+    for request in requests:
+        call = Call(request, token=SECRET, headers={"Cookie": f"token={SECRET}"})
+        for text in (repr(request), str(request), repr(call), str(call)):
+            assert SECRET not in text
+            assert request.endpoint in text
+
+
+def test_response_repr_and_headers_repr_hide_cookies() -> None:
+    from bambulab.transports.http import HttpResponse
+
+    response = HttpResponse(200, {"Set-Cookie": f"token={SECRET}; Path=/", "Content-Type": "application/json"},
+                            b"{}", (f"token={SECRET}; Path=/",), "https://bambulab.com/api/sign-in/tfa")
+    for text in (repr(response), str(response), repr(response.headers), str(response.headers)):
+        assert SECRET not in text
+    assert "application/json" in repr(response)
+    assert response.header("set-cookie") == f"token={SECRET}; Path=/"  # the value is still there to read
+    assert response.cookie("token") == SECRET
+
+
+def test_a_real_answer_with_a_token_cookie_has_a_safe_repr() -> None:
+    with CannedHttp(b"{}") as server:
+        server.content_type = f"application/json\r\nSet-Cookie: token={SECRET}; Path=/"
+        transport = HttpTransport(timeout=5)
+        try:
+            response = transport.request("GET", server.url + "/api/sign-in/tfa")
+        finally:
+            transport.close()
+    assert response.cookie("token") == SECRET
+    assert SECRET not in repr(response) and SECRET not in repr(response.headers)

@@ -41,10 +41,15 @@ _CHUNK = 256 * 1024
 class Call:
     """Send ``request`` (with ``token`` as bearer when given); statuses in ``accept`` come back as answers."""
 
-    request: Request
+    request: Request = field(repr=False)
     token: str | None = field(default=None, repr=False)
     accept: frozenset[int] = frozenset()
     headers: Mapping[str, str] | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        # The request is shown through its own redacting repr; the token only as "set".
+        return (f"Call(request={self.request!r}, token={'***' if self.token else None}, "
+                f"accept={sorted(self.accept)!r}, headers={'***' if self.headers else None})")
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,20 @@ class Request:
     idempotent: bool
     auth: bool
 
+    def __repr__(self) -> str:
+        # The body holds passwords, codes and refresh tokens, the query tickets: names only.
+        return (f"Request(endpoint={self.endpoint!r}, method={self.method!r}, host={self.host!r}, "
+                f"path={self.path!r}, params={_masked(self.params)}, json={_masked(self.json)}, "
+                f"headers={_masked(self.headers)}, idempotent={self.idempotent!r}, auth={self.auth!r})")
+
+    __str__ = __repr__
+
+
+def _masked(values: Mapping[str, Any] | None) -> str:
+    if values is None:
+        return "None"
+    return "{" + ", ".join(f"{key!r}: '***'" for key in values) + "}"
+
 
 @dataclass(frozen=True)
 class Endpoint(Generic[T]):

@@ -41,7 +41,7 @@ except ImportError as _missing:  # pragma: no cover - depends on the installatio
         "the Bambu cloud client needs httpx2: pip install 'bambulab[cloud]' (or pip install httpx2)"
     ) from _missing
 
-__all__ = ["AsyncHttpTransport", "HttpResponse", "HttpTransport", "check_headers", "redact_url"]
+__all__ = ["AsyncHttpTransport", "Headers", "HttpResponse", "HttpTransport", "check_headers", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,40 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
+#: Header values never shown in a repr (cookies carry the two-factor token, Authorization the bearer).
+SECRET_HEADERS = frozenset({"set-cookie", "cookie", "authorization", "x-amz-security-token"})
+
+
+class Headers(dict[str, str]):
+    """Response headers (lower-case names) whose ``repr`` masks the values of :data:`SECRET_HEADERS`."""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k!r}: {'***' if k.lower() in SECRET_HEADERS else v!r}" for k, v in self.items())
+        return "{" + shown + "}"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class HttpResponse:
-    """One HTTP answer, read completely. ``headers`` has lower-case names (the last value wins)."""
+    """One HTTP answer, read completely. ``headers`` has lower-case names (the last value wins).
+
+    The ``repr`` (and the ``headers``' own) masks cookie and authorization values.
+    """
 
     status: int
     headers: Mapping[str, str]
     content: bytes = field(repr=False)
     set_cookie: tuple[str, ...] = field(default=(), repr=False)
     url: str = ""  # redacted: no query
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, Headers):
+            object.__setattr__(self, "headers", Headers({k.lower(): v for k, v in self.headers.items()}))
+
+    def __repr__(self) -> str:
+        return (f"HttpResponse(status={self.status!r}, headers={Headers(self.headers)!r}, "
+                f"content=<{len(self.content)} bytes>, url={self.url!r})")
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -168,7 +193,7 @@ _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 
 
 def _response(raw: httpx2.Response, url: str, content: bytes) -> HttpResponse:
-    headers = {k.lower(): v for k, v in raw.headers.items()}
+    headers = Headers({k.lower(): v for k, v in raw.headers.items()})
     cookies = tuple(raw.headers.get_list("set-cookie"))
     return HttpResponse(raw.status_code, headers, content, cookies, redact_url(url))
 
