@@ -119,7 +119,7 @@ def decode_json(response: HttpResponse, endpoint: str) -> Any:
         return None
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise CloudError(f"{endpoint}: the cloud answered with something that is not JSON "
                          f"(HTTP {response.status})", status=response.status) from None
 
@@ -127,7 +127,7 @@ def decode_json(response: HttpResponse, endpoint: str) -> Any:
 def _json_or_none(response: HttpResponse) -> dict[str, Any] | None:
     try:
         data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -236,7 +236,7 @@ def uid_from_jwt(token: str) -> int | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return None
     username = claims.get("username") if isinstance(claims, Mapping) else None
     if isinstance(username, str) and username.startswith("u_") and username[2:].isdigit():

@@ -171,7 +171,7 @@ class SyncSession(_SessionBase):
     def call(self, endpoint: Endpoint[T], token: str | None, **args: Any) -> T:
         request = endpoint.build(**args)
         response = self.send(Call(request, token if endpoint.auth else None))
-        return endpoint.parse(decode_json(response, endpoint.name), args)
+        return endpoint.read(decode_json(response, endpoint.name), args)
 
     def run(self, flow: Flow[T], ask: Callable[[Any], Any]) -> T:
         value: Any = None
@@ -280,7 +280,7 @@ class AsyncSession(_SessionBase):
     async def call(self, endpoint: Endpoint[T], token: str | None, **args: Any) -> T:
         request = endpoint.build(**args)
         response = await self.send(Call(request, token if endpoint.auth else None))
-        return endpoint.parse(decode_json(response, endpoint.name), args)
+        return endpoint.read(decode_json(response, endpoint.name), args)
 
     async def run(self, flow: Flow[T], ask: Callable[[Any], Any]) -> T:
         value: Any = None
