@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bambulab.cli.common import api_url, emit, env_token, load_cloud_token, token_path, web_url
+from bambulab.cli.common import api_url, ask_secret, emit, env_token, load_cloud_token, token_path, web_url
 from bambulab.exceptions import AuthenticationError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def login(region: str | None, email: str | None, token_file: str | None) -> None
             password = os.environ.get("BAMBU_PASSWORD")
             interactive = password is None
             if password is None:
-                password = str(click.prompt("Password", hide_input=True))
+                password = ask_secret("Password")
             code = os.environ.get("BAMBU_CODE") or None
             token = auth.login(email, password, _code_asker(email, code, interactive), request_code=code is None)
     save_token(path, token)
@@ -181,10 +181,14 @@ def status(as_json: bool, show_access_codes: bool, **opts: Any) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many tasks to show (newest first).")
 def tasks(as_json: bool, device_id: str | None, limit: int, **opts: Any) -> None:
     """Print history, newest first."""
+    shown = 0
     with _client(opts) as client:
         for task in client.tasks(device_id, limit=min(max(limit, 1), 100), max_tasks=limit):
             line = f"{task.id}  {_when(task.start_time)}  {task.status.name.lower():9}  {task.device_id}  {task.title}"
             _emit(task.to_dict(), as_json, line)
+            shown += 1
+    if not shown and not as_json:
+        click.echo("No print tasks.")
 
 
 @cloud.command()
@@ -195,6 +199,8 @@ def projects(as_json: bool, **opts: Any) -> None:
         found = client.projects()
     for project in found:
         _emit(project.to_dict(), as_json, f"{project.project_id}  {_when(project.update_time)}  {project.name}")
+    if not found and not as_json:
+        click.echo("No cloud projects.")
 
 
 @cloud.command()

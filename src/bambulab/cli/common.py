@@ -5,14 +5,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import fields, is_dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,41 +26,48 @@ from bambulab.exceptions import AuthenticationError
 if TYPE_CHECKING:
     from bambulab.cloud.auth import Token
 
+T = TypeVar("T")
+
 __all__ = [
     "ENVIRONMENT",
     "api_url",
+    "ask_secret",
+    "cli_message",
     "emit",
     "env_token",
     "environment_help",
     "jsonable",
     "load_cloud_token",
     "num",
+    "run_interruptible",
     "token_path",
+    "warn",
     "web_url",
 ]
 
 #: Every environment variable the CLI reads, with what it does (rendered by ``bambu --help`` and
 #: kept in step with docs/cli.md by a test).
 ENVIRONMENT: dict[str, str] = {
-    "BAMBU_CONFIG": "the config file (default: config.toml in the user's config folder)",
-    "BAMBU_PRINTER": "the profile to use (default: the file's default printer)",
-    "BAMBU_HOST": "printer address, overrides the profile",
-    "BAMBU_SERIAL": "printer serial, overrides the profile",
-    "BAMBU_ACCESS_CODE": "printer access code, overrides the profile",
-    "BAMBU_PORT": "printer MQTT port, overrides the profile",
-    "BAMBU_DEBUG": "like --debug",
-    "BAMBU_EMAIL": "bambu login: the account's e-mail",
-    "BAMBU_PASSWORD": "bambu login: the password (no prompt)",
-    "BAMBU_CODE": "bambu login: an e-mailed or two-factor code you already have",
-    "BAMBU_CLOUD_TOKEN": "a cloud access token to use instead of the saved one",
-    "BAMBU_TOKEN_FILE": "where bambu login keeps the token (default: token.json beside the config file)",
+    "BAMBU_CONFIG": "the config file (printer profiles)",
+    "XDG_CONFIG_HOME": "its folder's parent (default ~/.config, on Linux)",
+    "BAMBU_PRINTER": "the profile to use (default: the file's default)",
+    "BAMBU_HOST": "printer address (overrides the profile)",
+    "BAMBU_SERIAL": "printer serial (overrides the profile)",
+    "BAMBU_ACCESS_CODE": "printer access code (overrides the profile)",
+    "BAMBU_PORT": "printer MQTT port (overrides the profile)",
+    "BAMBU_DEBUG": "like --debug: verbose logs, full tracebacks",
+    "BAMBU_EMAIL": "login: the account's e-mail",
+    "BAMBU_PASSWORD": "login: the password (no prompt)",
+    "BAMBU_CODE": "login: an e-mailed or two-factor code you have",
+    "BAMBU_CLOUD_TOKEN": "a cloud token to use instead of the saved one",
+    "BAMBU_TOKEN_FILE": "the token file (default: token.json by the config)",
     "BAMBU_CLOUD_REGION": "cloud region: global or china",
-    "BAMBU_CLOUD_UID": "monitor --cloud: the account's uid when the token cannot tell",
-    "BAMBU_CLOUD_API_URL": "replaces the cloud API's base URL (a fake cloud, a proxy)",
-    "BAMBU_CLOUD_WEB_URL": "replaces the cloud web host used by the login flow",
-    "BAMBU_CLOUD_MQTT_HOST": "monitor --cloud: the cloud MQTT broker's host (a fake cloud)",
-    "BAMBU_CLOUD_MQTT_PORT": "monitor --cloud: that broker's port (default 8883)",
-    "BAMBU_CLOUD_CA_FILE": "monitor --cloud: the CA that signed that broker's certificate",
+    "BAMBU_CLOUD_UID": "monitor --cloud: the account's uid, if needed",
+    "BAMBU_CLOUD_API_URL": "the cloud API's base URL (a fake cloud, a proxy)",
+    "BAMBU_CLOUD_WEB_URL": "the cloud web host of the login flow",
+    "BAMBU_CLOUD_MQTT_HOST": "monitor --cloud: the MQTT broker's host",
+    "BAMBU_CLOUD_MQTT_PORT": "monitor --cloud: the broker's port (8883)",
+    "BAMBU_CLOUD_CA_FILE": "monitor --cloud: the CA of the broker's certificate",
 }
 
 
@@ -154,3 +165,79 @@ def load_cloud_token(token_file: str | None, region: str | None, *, login_hint: 
     if token.expired():
         raise AuthenticationError(f"the saved token has expired: run bambu login (token file {path})")
     return token
+
+
+# ------------------------------------------------------------------------------ running and asking
+
+
+def run_interruptible(coro: Coroutine[Any, Any, T], *, exit_code: int = 0) -> T:
+    """``asyncio.run(coro)``; Ctrl-C or SIGTERM cancel it (its ``finally`` blocks close what it
+    opened) and the command ends quietly with ``exit_code`` instead of click's ``Aborted!``.
+
+    Watching commands (``monitor``, ``status --watch``) end this way normally: 0. A one-shot
+    command cut short ends with 130, the shell's code for an interrupt.
+    """
+    interrupted = False
+
+    async def main() -> T:
+        nonlocal interrupted
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop)
+        try:
+            return await task
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:  # before the handlers were installed, or where there are none
+        pass
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+    raise click.exceptions.Exit(exit_code)
+
+
+def ask_secret(label: str) -> str:
+    """A secret from the terminal (not echoed), or one line of piped standard input.
+
+    ``getpass`` warns that it cannot hide the input when standard input is not a terminal; piped
+    input is not echoed anyway, so it is read as it is.
+    """
+    if sys.stdin is not None and sys.stdin.isatty():
+        value = str(click.prompt(label, hide_input=True))
+    else:
+        click.echo(f"{label}: ", nl=False)
+        value = sys.stdin.readline() if sys.stdin is not None else ""
+        click.echo()
+    value = value.strip()
+    if not value:
+        raise click.UsageError(f"no {label.lower()} given (type it, or pipe it on standard input)")
+    return value
+
+
+def cli_message(exc: BaseException) -> str:
+    """An error's message in the CLI's words: the library's advice names Python parameters."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = text.replace(
+        "Pass ca_file= for a custom CA, or insecure=True to skip the check",
+        "Use --ca-file FILE to trust another CA (a virtual printer's: bambu sim --write-ca FILE), or "
+        "--insecure to skip the check",
+    )
+    return text.replace("ca_file=", "--ca-file").replace("insecure=True", "--insecure")
+
+
+def warn(message: str) -> None:
+    """A warning in the CLI's own format (``warning: ...`` on stderr)."""
+    click.echo(f"warning: {message}", err=True)
