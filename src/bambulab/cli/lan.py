@@ -383,7 +383,8 @@ def monitor_table(printers: Sequence[BasePrinter], labels: Mapping[str, str] | N
     from rich.table import Table
 
     labels = labels or {}
-    table = Table(title="bambu monitor", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table = Table(title="bambu monitor", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                  collapse_padding=True)
     for header, justify in _COLUMNS:
         table.add_column(header, justify=justify, min_width=len(header), no_wrap=header != "printer",
                          overflow="fold" if header == "printer" else "ellipsis")
