@@ -38,7 +38,8 @@ try:
     import httpx2
 except ImportError as _missing:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "the Bambu cloud client needs httpx2: pip install 'bambulab[cloud]' (or pip install httpx2)"
+        "the Bambu cloud client needs httpx2, a dependency of bambulab that is missing here: "
+        "reinstall bambulab (pip install --force-reinstall bambulab) or pip install httpx2"
     ) from _missing
 
 __all__ = ["AsyncHttpTransport", "Headers", "HttpResponse", "HttpTransport", "check_headers", "redact_url"]
