@@ -106,7 +106,7 @@ class Token:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
         access = data.get("access_token")
-        if not isinstance(access, str) or not access.strip():
+        if not isinstance(access, str) or not access:
             raise ValueError("the token file has no access_token")
         refresh = str(data.get("refresh_token") or "").strip()
         try:
