@@ -17,6 +17,10 @@ PUBLIC_MODULES = [
     "bambulab.files",
     "bambulab.events",
     "bambulab.cloud",
+    "bambulab.link",
+    "bambulab.endpoint",
+    "bambulab.protocol.ams",
+    "bambulab.transports.rtsp",
 ]
 
 

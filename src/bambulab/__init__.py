@@ -17,27 +17,44 @@ from typing import TYPE_CHECKING, Any
 
 from bambulab._version import __version__
 from bambulab.exceptions import (
+    AmsMappingError,
     AuthenticationError,
     BambuConnectionError,
     BambuError,
     BambuTimeoutError,
+    CloudError,
+    CloudflareBlockedError,
     CommandFailedError,
     FileTransferError,
+    NotConnectedError,
+    PrinterBusyError,
+    PrinterCertificateError,
+    PrintSetupError,
+    RateLimitedError,
+    SessionReuseError,
     SignatureRequiredError,
+    SimulatorError,
+    SubscriptionRefusedError,
+    ThreeMFError,
+    TokenExpiredError,
+    UnsupportedError,
 )
 
 if TYPE_CHECKING:
     from bambulab.camera import Camera
-    from bambulab.cloud import AsyncBambuClient, BambuAuthenticator, BambuClient, TokenManager
+    from bambulab.cloud import AsyncBambuClient, BambuClient, TokenManager
+    from bambulab.compat.auth import BambuAuthenticator
+    from bambulab.compat.lan import LocalPrintClient
+    from bambulab.compat.mqtt import MQTTBridge, MQTTClient
+    from bambulab.config import ConfigError
     from bambulab.discovery import discover
+    from bambulab.exceptions import BambuAuthError
     from bambulab.files import PrinterFiles
     from bambulab.printer import Printer
     from bambulab.protocol.views import PrinterStatus
     from bambulab.sync import (
         JPEGFrameStream,
         LocalFTPClient,
-        LocalPrintClient,
-        MQTTClient,
         RTSPStream,
         get_video_stream,
         upload_and_print,
@@ -47,42 +64,62 @@ _LAZY = {
     "Printer": "bambulab.printer",
     "BambuClient": "bambulab.cloud",
     "AsyncBambuClient": "bambulab.cloud",
-    "BambuAuthenticator": "bambulab.cloud",
+    "BambuAuthenticator": "bambulab.compat.auth",  # the older calls; bambulab.cloud has the modern one
+    "BambuAuthError": "bambulab.exceptions",
+    "MQTTBridge": "bambulab.compat.mqtt",
     "TokenManager": "bambulab.cloud",
     "PrinterStatus": "bambulab.protocol.views",
     "PrinterFiles": "bambulab.files",
     "Camera": "bambulab.camera",
     "discover": "bambulab.discovery",
-    "MQTTClient": "bambulab.sync",
+    "MQTTClient": "bambulab.compat.mqtt",  # bambulab.sync.MQTTClient plus two older spellings
     "LocalFTPClient": "bambulab.sync",
-    "LocalPrintClient": "bambulab.sync",
+    "LocalPrintClient": "bambulab.compat.lan",  # bambulab.sync.LocalPrintClient plus the older calls
     "upload_and_print": "bambulab.sync",
     "JPEGFrameStream": "bambulab.sync",
     "RTSPStream": "bambulab.sync",
     "get_video_stream": "bambulab.sync",
+    "ConfigError": "bambulab.config",
 }
 
 __all__ = [
+    "AmsMappingError",
     "AsyncBambuClient",
     "AuthenticationError",
+    "BambuAuthError",
     "BambuAuthenticator",
     "BambuClient",
     "BambuConnectionError",
     "BambuError",
     "BambuTimeoutError",
     "Camera",
+    "CloudError",
+    "CloudflareBlockedError",
     "CommandFailedError",
+    "ConfigError",
     "FileTransferError",
     "JPEGFrameStream",
     "LocalFTPClient",
     "LocalPrintClient",
+    "MQTTBridge",
     "MQTTClient",
+    "NotConnectedError",
+    "PrintSetupError",
     "Printer",
+    "PrinterBusyError",
+    "PrinterCertificateError",
     "PrinterFiles",
     "PrinterStatus",
     "RTSPStream",
+    "RateLimitedError",
+    "SessionReuseError",
     "SignatureRequiredError",
+    "SimulatorError",
+    "SubscriptionRefusedError",
+    "ThreeMFError",
+    "TokenExpiredError",
     "TokenManager",
+    "UnsupportedError",
     "__version__",
     "discover",
     "get_video_stream",

@@ -7,7 +7,7 @@
             handle(frame.jpeg)
         jpeg = await printer.camera.snapshot()           # any model (X1/H2 need PyAV)
 
-    camera = Camera.connect("192.168.1.50", access_code, model="P1S")   # without a Printer
+    camera = Camera.connect("192.168.1.50", access_code, serial=serial)   # without a Printer
 
 Two kinds of camera exist (:class:`~bambulab.protocol.models.CameraKind`):
 
@@ -35,12 +35,12 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
 from fractions import Fraction
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import SplitResult, quote, urlsplit
 
+from bambulab.endpoint import PrinterEndpoint
 from bambulab.exceptions import (
     AuthenticationError,
     BambuConnectionError,
@@ -51,15 +51,17 @@ from bambulab.exceptions import (
 )
 from bambulab.protocol.models import CameraKind, PrinterModel, model_by_code, model_for_serial
 from bambulab.transports.camera import DEFAULT_JPEG_PORT, Frame, JpegStreamClient
+from bambulab.transports.rtsp import RtspRelay
 
 if TYPE_CHECKING:
     import ssl
+
+    from bambulab.printer import Printer
 
 __all__ = [
     "DEFAULT_RTSP_PORT",
     "RTSP_PATH",
     "Camera",
-    "CameraSource",
     "Frame",
     "pyav_available",
 ]
@@ -76,43 +78,6 @@ _LIVEVIEW_DISABLED = (
 )
 
 
-class CameraSource(Protocol):
-    """What :class:`Camera` needs from a printer. :class:`~bambulab.printer.Printer` has it all.
-
-    A ``state`` (or ``status.raw``) mapping holding the merged report (with
-    ``print.ipcam.rtsp_url``) is used when present.
-    """
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def serial(self) -> str | None: ...
-
-    @property
-    def access_code(self) -> str: ...
-
-    @property
-    def ssl_context(self) -> ssl.SSLContext | None: ...
-
-    @property
-    def model(self) -> PrinterModel | None: ...
-
-    @property
-    def camera_port(self) -> int | None: ...
-
-
-@dataclass(slots=True)
-class _StandaloneSource:
-    host: str
-    access_code: str = field(repr=False)
-    serial: str | None = None
-    model: PrinterModel | None = None
-    camera_port: int | None = None
-    ssl_context: ssl.SSLContext | None = None
-    state: Mapping[str, Any] | None = None
-
-
 def pyav_available() -> bool:
     """Whether PyAV (the ``camera`` extra) can be imported, for RTSP decoding."""
     try:
@@ -127,16 +92,6 @@ def _import_av() -> Any:
         return importlib.import_module("av")
     except ImportError:
         raise UnsupportedError(_INSTALL_HINT) from None
-
-
-def _report_of(source: object) -> Mapping[str, Any] | None:
-    """The merged report the source holds, if any: ``source.state`` or ``source.status.raw``."""
-    state = getattr(source, "state", None)
-    if isinstance(state, Mapping):
-        return state
-    status = getattr(source, "status", None)
-    raw = getattr(status, "raw", None) if status is not None else None
-    return raw if isinstance(raw, Mapping) else None
 
 
 def _reported_rtsp_url(report: Mapping[str, Any] | None) -> str | None:
@@ -185,9 +140,11 @@ class _RtspReader:
         max_queued: int,
         encode_jpeg: bool = False,
         limit: int | None = None,
+        relay: RtspRelay | None = None,
     ) -> None:
         self._av = av
         self._url = url
+        self._relay = relay
         self._where = where
         self._timeout = timeout
         self._encode_jpeg = encode_jpeg
@@ -214,9 +171,9 @@ class _RtspReader:
 
     def _run(self) -> None:
         av = self._av
+        # Plain RTSP to the loopback relay, which holds the verified TLS connection to the camera.
         options = {
             "rtsp_transport": "tcp",
-            "tls_verify": "0",
             "analyzeduration": "1000000",
             "probesize": "1000000",
         }
@@ -239,8 +196,10 @@ class _RtspReader:
                 container.close()
         except BaseException as exc:  # mapped and re-raised in the event loop
             if not self._stop.is_set():
+                refused = self._relay.error if self._relay is not None else None
                 stalled = time.monotonic() - progress >= self._timeout - 0.05
-                self._post(self._on_error, _map_av_error(av, exc, self._where, self._timeout, stalled))
+                error = refused or _map_av_error(av, exc, self._where, self._timeout, stalled)
+                self._post(self._on_error, error)
         finally:
             self._post(self._on_end)
 
@@ -280,6 +239,8 @@ class _RtspReader:
         if not self._done.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._done), self._timeout + 1.0)
+        if self._relay is not None:
+            await self._relay.close()
 
 
 def _encode_jpeg(av: Any, picture: Any) -> bytes:
@@ -317,8 +278,9 @@ def _map_av_error(av: Any, exc: BaseException, where: str, timeout: float, stall
 class Camera:
     """The camera of one printer. Build it from a printer, or with :meth:`connect`.
 
-    ``Camera(printer)`` takes anything with :class:`CameraSource`'s attributes (a
-    :class:`~bambulab.printer.Printer` exposes ``printer.camera``). Each :meth:`frames`
+    ``Camera(printer)`` follows a :class:`~bambulab.printer.Printer` (its model and last report;
+    ``printer.camera`` is one); ``Camera(endpoint, model=..., report=...)`` takes a
+    :class:`~bambulab.endpoint.PrinterEndpoint` and what is known of the printer. Each :meth:`frames`
     iteration and each :meth:`snapshot` opens its own connection; :meth:`close` (or leaving
     ``async with``) ends every one still open, and the camera cannot be used afterwards.
 
@@ -326,8 +288,25 @@ class Camera:
     one every 1-2 s); ``connect_timeout`` the TCP connect and TLS handshake.
     """
 
-    def __init__(self, printer: CameraSource, *, connect_timeout: float = 10.0, frame_timeout: float = 15.0) -> None:
-        self._source = printer
+    def __init__(
+        self,
+        printer: Printer | PrinterEndpoint,
+        *,
+        model: PrinterModel | None = None,
+        report: Mapping[str, Any] | None = None,
+        connect_timeout: float = 10.0,
+        frame_timeout: float = 15.0,
+        plaintext_rtsp: bool = False,
+    ) -> None:
+        self._plaintext_rtsp = plaintext_rtsp
+        if isinstance(printer, PrinterEndpoint):
+            self._endpoint = printer
+            self._printer: Printer | None = None
+        else:
+            self._endpoint = printer.endpoint
+            self._printer = printer
+        self._model = model
+        self._report = report
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self._clients: set[JpegStreamClient] = set()
@@ -347,6 +326,7 @@ class Camera:
         report: Mapping[str, Any] | None = None,
         connect_timeout: float = 10.0,
         frame_timeout: float = 15.0,
+        plaintext_rtsp: bool = False,
     ) -> Camera:
         """A camera without a :class:`~bambulab.printer.Printer`.
 
@@ -354,8 +334,9 @@ class Camera:
         model is guessed from ``serial``, and an unknown model is treated as a JPEG camera.
         ``port`` overrides 6000/322. ``ssl_context`` defaults to the bundled Bambu CA
         (:func:`~bambulab.transports.tls.default_printer_context`); with ``serial`` the
-        certificate must name it. (FFmpeg, for RTSP, does not verify the certificate.)
-        ``report`` is a printer report holding ``print.ipcam.rtsp_url``, if you have one.
+        certificate must name it (RTSPS too: the library terminates TLS itself and feeds FFmpeg
+        through a loopback relay). ``report`` is a printer report holding ``print.ipcam.rtsp_url``,
+        if you have one; a plaintext ``rtsp://`` URL there is refused unless ``plaintext_rtsp``.
         Nothing connects until :meth:`frames`, :meth:`snapshot` or :meth:`rtsp_frames`.
         """
         if isinstance(model, str):
@@ -365,32 +346,39 @@ class Camera:
                 raise ValueError(str(exc.args[0])) from None
         if model is None and serial:
             model = model_for_serial(serial)
-        source = _StandaloneSource(
-            host=host, access_code=access_code, serial=serial, model=model, camera_port=port,
-            ssl_context=ssl_context, state=report,
+        endpoint = PrinterEndpoint.create(host, serial, access_code, ssl_context=ssl_context, camera_port=port)
+        return cls(
+            endpoint, model=model, report=report, connect_timeout=connect_timeout, frame_timeout=frame_timeout,
+            plaintext_rtsp=plaintext_rtsp,
         )
-        return cls(source, connect_timeout=connect_timeout, frame_timeout=frame_timeout)
 
     # ------------------------------------------------------------------------------ properties
 
     @property
     def model(self) -> PrinterModel | None:
-        return self._source.model
+        return self._printer.model if self._printer is not None else self._model
+
+    @property
+    def endpoint(self) -> PrinterEndpoint:
+        return self._endpoint
+
+    def _last_report(self) -> Mapping[str, Any] | None:
+        return self._printer.state if self._printer is not None else self._report
 
     @property
     def kind(self) -> CameraKind:
         """The camera kind of the printer's model; ``JPEG`` while the model is unknown."""
-        model = self._source.model
+        model = self.model
         return model.camera if model is not None else CameraKind.JPEG
 
     @property
     def host(self) -> str:
-        return self._source.host
+        return self._endpoint.host
 
     @property
     def port(self) -> int:
         """The camera port: the configured one, else 6000 (JPEG) or 322 / the reported one (RTSP)."""
-        configured = self._source.camera_port
+        configured = self._endpoint.camera_port
         if configured:
             return configured
         if self.kind is CameraKind.RTSP:
@@ -405,7 +393,7 @@ class Camera:
         return self._closed
 
     def __repr__(self) -> str:
-        model = self._source.model
+        model = self.model
         name = model.name if model is not None else "unknown model"
         state = " closed" if self._closed else ""
         return f"<Camera {name} {self.kind.value} {self.host}:{self.port}{state}>"
@@ -440,7 +428,7 @@ class Camera:
     def _require_jpeg(self, what: str) -> None:
         kind = self.kind
         if kind is CameraKind.RTSP:
-            model = self._source.model
+            model = self.model
             name = model.name if model is not None else "this printer"
             raise UnsupportedError(
                 f"{what} reads the port-6000 JPEG stream of P1/A1 printers; the {name} streams "
@@ -450,13 +438,13 @@ class Camera:
             raise UnsupportedError("this printer has no camera that can be reached on the LAN")
 
     def _jpeg_client(self, timeout: float | None, max_queued: int) -> JpegStreamClient:
-        source = self._source
+        endpoint = self._endpoint
         return JpegStreamClient(
-            source.host,
-            source.access_code,
+            endpoint.host,
+            endpoint.access_code,
             port=self.port,
-            serial=source.serial,
-            ssl_context=source.ssl_context,
+            serial=endpoint.serial,
+            ssl_context=endpoint.ssl_context,
             connect_timeout=self.connect_timeout,
             frame_timeout=self.frame_timeout if timeout is None else timeout,
             max_queued=max_queued,
@@ -493,7 +481,7 @@ class Camera:
         """
         self._check_open()
         if self.kind is CameraKind.RTSP:
-            pictures = self._rtsp_reader(frame_timeout, encode_jpeg=True, limit=1)
+            pictures = await self._rtsp_reader(frame_timeout, encode_jpeg=True, limit=1)
             try:
                 jpeg: bytes = await pictures.get()
             except StopAsyncIteration:
@@ -519,7 +507,7 @@ class Camera:
 
     def _reported_rtsp(self, *, strict: bool = True) -> SplitResult | None:
         """The report's ``ipcam.rtsp_url`` split; ``None`` when absent; raises when disabled."""
-        url = _reported_rtsp_url(_report_of(self._source))
+        url = _reported_rtsp_url(self._last_report())
         if url is None:
             return None
         if url.lower() == "disable":
@@ -547,29 +535,51 @@ class Camera:
         (``rtsp_url == "disable"``) and for P1/A1 printers, which have no RTSP stream.
         """
         self._check_open()
-        model = self._source.model
+        model = self.model
         if model is not None and model.camera is not CameraKind.RTSP:
             raise UnsupportedError(
                 f"the {model.name} has no RTSP camera: it sends JPEG frames on port 6000 (use frames())"
             )
         reported = self._reported_rtsp()
         scheme = reported.scheme.lower() if reported is not None else "rtsps"
+        if scheme == "rtsp" and not self._plaintext_rtsp:
+            raise UnsupportedError(
+                f"the printer at {self._endpoint.host} reports a plaintext rtsp:// camera URL: the video and the "
+                "access code's Digest would cross the network unencrypted (an 8-digit code is then easy to "
+                "guess offline); pass plaintext_rtsp=True to use it anyway"
+            )
         path = reported.path if reported is not None and reported.path else RTSP_PATH
-        port = self._source.camera_port or (reported.port if reported is not None else None) or DEFAULT_RTSP_PORT
+        port = self._endpoint.camera_port or (reported.port if reported is not None else None) or DEFAULT_RTSP_PORT
         credentials = ""
         if include_credentials:
-            credentials = f"{_RTSP_USER}:{quote(self._source.access_code, safe='')}@"
-        return f"{scheme}://{credentials}{_host_for_url(self._source.host)}:{port}{path}"
+            credentials = f"{_RTSP_USER}:{quote(self._endpoint.access_code, safe='')}@"
+        return f"{scheme}://{credentials}{_host_for_url(self._endpoint.host)}:{port}{path}"
 
-    def _rtsp_reader(
-        self, timeout: float | None, *, encode_jpeg: bool = False, limit: int | None = None, max_queued: int = 2
+    async def _rtsp_reader(
+        self,
+        timeout: float | None,  # noqa: ASYNC109 (the worker's read timeout, not this call's)
+        *,
+        encode_jpeg: bool = False,
+        limit: int | None = None,
+        max_queued: int = 2,
     ) -> _RtspReader:
         av = _import_av()
-        url = self.rtsp_url(include_credentials=True)
+        reported = urlsplit(self.rtsp_url())  # raises for liveview off, P1/A1, refused plaintext
+        endpoint = self._endpoint
+        relay = RtspRelay(
+            endpoint.host,
+            reported.port or self.port,
+            ssl_context=endpoint.ssl_context if reported.scheme == "rtsps" else None,
+            serial=endpoint.serial,
+            connect_timeout=min(self.connect_timeout, self.frame_timeout if timeout is None else timeout),
+        )
+        await relay.start()
+        credentials = f"{_RTSP_USER}:{quote(endpoint.access_code, safe='')}"
+        url = f"rtsp://{credentials}@127.0.0.1:{relay.port}{reported.path or RTSP_PATH}"
         reader = _RtspReader(
             av, url, f"{self.host}:{self.port}",
             timeout=self.frame_timeout if timeout is None else timeout,
-            max_queued=max_queued, encode_jpeg=encode_jpeg, limit=limit,
+            max_queued=max_queued, encode_jpeg=encode_jpeg, limit=limit, relay=relay,
         )
         self._readers.add(reader)
         reader.start()
@@ -588,7 +598,7 @@ class Camera:
         off?), :class:`BambuTimeoutError` (nothing for ``frame_timeout`` seconds).
         """
         self._check_open()
-        reader = self._rtsp_reader(frame_timeout, max_queued=max_queued)
+        reader = await self._rtsp_reader(frame_timeout, max_queued=max_queued)
         try:
             while True:
                 try:

@@ -8,6 +8,7 @@ Mode (:class:`SignatureRequiredError`). Messages never contain access codes or t
 from __future__ import annotations
 
 __all__ = [
+    "AmsMappingError",
     "AuthenticationError",
     "BambuConnectionError",
     "BambuError",
@@ -17,10 +18,15 @@ __all__ = [
     "CommandFailedError",
     "FileTransferError",
     "NotConnectedError",
+    "PrintSetupError",
+    "PrinterBusyError",
+    "PrinterCertificateError",
     "RateLimitedError",
     "SessionReuseError",
     "SignatureRequiredError",
     "SimulatorError",
+    "SubscriptionRefusedError",
+    "ThreeMFError",
     "TokenExpiredError",
     "UnsupportedError",
 ]
@@ -46,8 +52,29 @@ class AuthenticationError(BambuError):
     """Wrong access code, user name, password or token. Retrying with the same values won't help."""
 
 
+#: The older package's name for :class:`AuthenticationError` (``from bambulab import BambuAuthError``).
+BambuAuthError = AuthenticationError
+
+
 class TokenExpiredError(AuthenticationError):
     """The cloud access token has expired or was revoked: log in again."""
+
+
+class PrinterCertificateError(AuthenticationError):
+    """The printer's TLS certificate did not verify, or names another serial.
+
+    Retrying will not help: either the address now belongs to another device (check the IP and the
+    serial), or the printer's CA is not the one expected (pass ``ca_file=``, or ``insecure=True`` at
+    your own risk).
+    """
+
+
+class SubscriptionRefusedError(BambuConnectionError):
+    """The broker answered a SUBSCRIBE with 0x80 (refused); the connection stays open."""
+
+    def __init__(self, message: str, *, topic: str) -> None:
+        super().__init__(message)
+        self.topic = topic
 
 
 class CommandFailedError(BambuError):
@@ -71,6 +98,23 @@ class SignatureRequiredError(CommandFailedError):
         "On the printer's screen enable LAN Only Mode, then Developer Mode, and try again. "
         "Reading status, lights and camera settings keep working without it."
     )
+
+
+class PrinterBusyError(CommandFailedError):
+    """The printer is preparing, printing or paused, and cannot start another job."""
+
+
+class ThreeMFError(BambuError, ValueError):
+    """The bytes are not a readable sliced Bambu 3MF project."""
+
+
+class PrintSetupError(BambuError, ValueError):
+    """The file cannot be printed as asked (no such plate, not a sliced project ...). Nothing was sent."""
+
+
+class AmsMappingError(PrintSetupError):
+    """A filament of the plate has no loaded tray of the same material (``ams_mapping="auto"``), or
+    the AMS cannot be used as asked. Nothing was sent."""
 
 
 class FileTransferError(BambuError):

@@ -1,7 +1,7 @@
 """Files on a printer's storage (SD card or USB stick) over implicit FTPS.
 
 ```python
-async with PrinterFiles.connect(host, access_code, ssl_context=ctx) as files:
+async with PrinterFiles.connect(host, access_code, serial=serial, ssl_context=ctx) as files:
     await files.upload("benchy.gcode.3mf", "/benchy.gcode.3mf", progress=print)
     for f in await files.list("/"):
         print(f.name, f.size, f.modified)
@@ -34,16 +34,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import IO, Any, Final, Protocol, overload
+from typing import IO, TYPE_CHECKING, Any, Final, overload
 
+from bambulab.endpoint import PrinterEndpoint
 from bambulab.exceptions import FileTransferError, NotConnectedError
 from bambulab.transports.ftps import DEFAULT_PORT, DEFAULT_TIMEOUT, FtpsClient, Progress, UploadSource, reply_code
+
+if TYPE_CHECKING:
+    from bambulab.printer import Printer
 
 __all__ = [
     "TIMELAPSE_DIR",
     "TIMELAPSE_SUFFIXES",
     "TIMELAPSE_THUMBNAIL_DIR",
-    "FtpsTarget",
     "PrinterFiles",
     "Progress",
     "RemoteFile",
@@ -60,22 +63,6 @@ TIMELAPSE_SUFFIXES: Final = (".mp4", ".avi")
 _THUMBNAIL_SUFFIXES: Final = (".jpg", ".jpeg", ".png")
 _MAX_SIZE_PROBES: Final = 256  # SIZE calls the NLST fallback makes at most per listing
 _NOT_IMPLEMENTED: Final = frozenset({"500", "502", "504"})  # replies that make list() use NLST
-
-
-class FtpsTarget(Protocol):
-    """What :class:`PrinterFiles` reads from a printer object (``bambulab.printer.Printer`` has it)."""
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def access_code(self) -> str: ...
-
-    @property
-    def ssl_context(self) -> ssl.SSLContext: ...
-
-    @property
-    def ftps_port(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,20 +245,20 @@ def _discard_part(fh: IO[bytes], part: Path) -> None:
 class PrinterFiles:
     """The printer's storage over FTPS; see the module docstring.
 
-    Construct it from a printer (anything with ``host``, ``access_code``, ``ssl_context`` and
-    ``ftps_port``; ``serial`` is used for TLS when present), from a configured
-    :class:`~bambulab.transports.ftps.FtpsClient`, or with :meth:`connect`. Use it as an async
-    context manager, or call :meth:`close` when done.
+    Construct it from a :class:`~bambulab.printer.Printer` (``printer.files`` does), a
+    :class:`~bambulab.endpoint.PrinterEndpoint` (its serial is checked against the certificate),
+    a configured :class:`~bambulab.transports.ftps.FtpsClient`, or with :meth:`connect`. Use it as
+    an async context manager, or call :meth:`close` when done.
     """
 
     def __init__(
         self,
-        target: FtpsTarget | FtpsClient,
+        target: Printer | PrinterEndpoint | FtpsClient,
         *,
         tls12: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self._target: FtpsTarget | None = None
+        self._target: PrinterEndpoint | None = None
         self._client: FtpsClient | None = None
         self._reopenable = False
         self._closed = False
@@ -279,12 +266,15 @@ class PrinterFiles:
         self._timeout = timeout
         if isinstance(target, FtpsClient):
             self._client = target
-        else:
-            for attr in ("host", "access_code", "ssl_context", "ftps_port"):
-                if not hasattr(target, attr):
-                    raise TypeError(f"PrinterFiles needs a printer with .{attr} (or an FtpsClient)")
-            self._target = target
-            self._reopenable = True
+            return
+        endpoint = target if isinstance(target, PrinterEndpoint) else getattr(target, "endpoint", None)
+        if not isinstance(endpoint, PrinterEndpoint):
+            raise TypeError(
+                "PrinterFiles needs a printer with .host, .access_code and .ssl_context: "
+                "a Printer, a PrinterEndpoint or an FtpsClient"
+            )
+        self._target = endpoint
+        self._reopenable = True
 
     @classmethod
     def connect(
@@ -369,7 +359,7 @@ class PrinterFiles:
                 port=target.ftps_port,
                 tls12=self._tls12,
                 timeout=self._timeout,
-                serial=getattr(target, "serial", None) or None,
+                serial=target.serial,
             )
             self._client = client
         return client

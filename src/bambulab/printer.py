@@ -14,8 +14,9 @@
   :attr:`Printer.state`; :attr:`Printer.status` is a :class:`~bambulab.protocol.views.PrinterStatus`
   view of it, built on first access after each change.
 * **Events**: :meth:`Printer.events` gives each consumer its own bounded stream of typed events
-  (:mod:`bambulab.events`): a slow consumer loses the oldest ``StateChanged`` events, never the
-  lifecycle ones. Lifecycle and HMS events describe changes between two known states: the first
+  (:mod:`bambulab.events`): a consumer that falls ``maxsize`` events behind gets one
+  ``EventsDropped`` with the current status instead of what it missed. Lifecycle and HMS events
+  (:func:`~bambulab.events.derive_events`) describe changes between two known states: the first
   report after connecting is a snapshot and raises none (read ``status`` for it); after a
   reconnect the fresh report is compared with the last known state, so a print that finished
   while disconnected still yields ``PrintFinished``.
@@ -42,83 +43,67 @@
 * **Secrets**: the access code is never in a repr, a log line or an exception message. Payloads
   are never logged (a ``system.get_access_code`` reply carries the code).
 
-Everything above except the connection itself lives in :class:`BasePrinter`, which talks through
-a *link*: anything with ``connected`` and ``send(topic, payload)``. :class:`Printer` owns its link,
-one :class:`~bambulab.transports.mqtt.MqttConnection` to the printer, with the reconnect and
-watchdog policy described here; :class:`bambulab.cloud.mqtt.CloudPrinter` shares one cloud
-connection with the other printers of an account. Both have the same state, status, events and
-commands.
+Everything above except the connection itself lives in :class:`Printer`, which talks through a
+*link* (:mod:`bambulab.link`): ``Printer(host, serial, access_code)`` makes a
+:class:`~bambulab.link.LanLink`, one MQTT connection to the printer with the reconnect and
+watchdog policy described here; :class:`bambulab.cloud.mqtt.CloudConnection` hands out printers
+whose link is its shared account connection (:class:`~bambulab.cloud.mqtt.CloudLink`). Both have
+the same state, status, events and commands; ``Printer.over(serial, link)`` builds one over any
+other :class:`~bambulab.link.PrinterLink`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import importlib
 import json
 import logging
-import random
+import os
 import ssl
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Final, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Self
 
-from bambulab._lifecycle import AsyncResource, backoff_delay
+from bambulab._lifecycle import AsyncResource
+from bambulab.endpoint import DEFAULT_FTPS_PORT, DEFAULT_MQTT_PORT, PrinterEndpoint
 from bambulab.events import (
     ConnectionLost,
     ConnectionRestored,
     EventStream,
-    HmsCleared,
-    HmsRaised,
     PrinterEvent,
-    PrintFailed,
-    PrintFinished,
-    PrintPaused,
-    PrintResumed,
-    PrintStarted,
     StateChanged,
+    derive_events,
 )
 from bambulab.exceptions import (
-    AuthenticationError,
     BambuConnectionError,
     BambuError,
     BambuTimeoutError,
     CommandFailedError,
     NotConnectedError,
     SignatureRequiredError,
+    UnsupportedError,
 )
+from bambulab.link import Clock, LanLink, PrinterLink
 from bambulab.protocol import commands as cmd
-from bambulab.protocol.hms import HmsMessage, decode_hms_list
 from bambulab.protocol.models import PrinterModel, detect_model, model_by_code, model_for_serial
-from bambulab.protocol.state import is_status_report, merge
-from bambulab.protocol.views import GcodeState, PrinterStatus
-from bambulab.transports.mqtt import MqttConnection
-from bambulab.transports.tls import check_peer_serial, default_printer_context, printer_ssl_context
+from bambulab.protocol.state import is_full_report, merge
+from bambulab.protocol.views import PrinterStatus
+
+if TYPE_CHECKING:
+    from bambulab.camera import Camera
+    from bambulab.files import PrinterFiles
+    from bambulab.printing import PrintJob
+    from bambulab.transports.ftps import Progress
 
 __all__ = ["BasePrinter", "Printer"]
 
 log = logging.getLogger(__name__)
 
-_USERNAME: Final = "bblp"
 _DEFAULT_TEMP: Final = 220
-_ACTIVE: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.PAUSE, GcodeState.SLICING})
-_STARTING: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.SLICING})
-_NOT_STARTED: Final = frozenset(
-    {GcodeState.IDLE, GcodeState.FINISH, GcodeState.FAILED, GcodeState.INIT, GcodeState.OFFLINE}
+_LAN_ONLY: Final = (
+    "a printer reached through {} has no LAN endpoint (host, access code, FTPS, camera): use a LAN Printer"
 )
-
-
-def _dumps(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
-
-
-def _is_full(section: object) -> bool:
-    if not is_status_report(section):
-        return False
-    msg = section.get("msg")
-    return (type(msg) is int and msg == 0) or msg == "0"
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -134,15 +119,6 @@ def _label(payload: Mapping[str, Any]) -> str:
     raise ValueError("a command needs a section with a 'command', e.g. {'print': {'command': 'pause'}}")
 
 
-class _Link(Protocol):
-    """What a printer sends through: an MQTT connection (its own on the LAN, a shared one in the cloud)."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    def send(self, topic: str, payload: bytes) -> None: ...
-
-
 class _AckWaiter:
     __slots__ = ("future", "label", "request")
 
@@ -152,24 +128,95 @@ class _AckWaiter:
         self.future = future
 
 
-class BasePrinter(AsyncResource):
-    """One printer's state, status, events and commands, over a link a subclass provides.
+class Printer(AsyncResource):
+    """One printer's state, status, events and commands, over a link (see the module docstring).
 
-    :class:`Printer` is the LAN client (its own MQTT connection); :class:`bambulab.cloud.mqtt.CloudPrinter`
-    goes through the cloud connection of an account. Both share everything here, so the state,
-    status, events and command API is the same. See the module docstring for the contract.
+    ``Printer(host, serial, access_code)`` is the LAN client: ``ssl_context`` replaces the default
+    verification (bundled Bambu CA chain); ``ca_file`` trusts another CA instead; ``insecure=True``
+    turns verification off (a warning is logged). ``model`` (a :class:`PrinterModel`, code or
+    name) overrides detection. ``camera_port`` ``None`` means the model's default (6000 for the
+    JPEG stream, 322 for RTSPS). ``clock`` replaces the event loop's clock for the watchdog and
+    the reconnect backoff (tests). :meth:`over` builds a printer over another link (the cloud).
     """
 
-    #: How messages name the far end of the link ("the connection to ... was lost").
-    _link_name: ClassVar[str] = "the printer"
+    _endpoint: PrinterEndpoint | None
 
     def __init__(
         self,
+        host: str,
         serial: str,
+        access_code: str,
+        *,
+        port: int = DEFAULT_MQTT_PORT,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        insecure: bool = False,
+        model: PrinterModel | str | None = None,
+        command_timeout: float = 10.0,
+        ftps_port: int = DEFAULT_FTPS_PORT,
+        camera_port: int | None = None,
+        watchdog: float = 30.0,
+        reconnect: bool = True,
+        pushall_interval: float = 3.0,
+        connect_timeout: float = 10.0,
+        keepalive: int = 30,
+        backoff: tuple[float, float] = (1.0, 60.0),
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(serial, str) or not serial.strip():
+            raise ValueError("serial must be the printer's serial number")
+        if not isinstance(access_code, str) or not access_code:
+            raise ValueError("access_code must be the printer's LAN access code (a non-empty str)")
+        if command_timeout <= 0 or watchdog <= 0 or connect_timeout <= 0 or pushall_interval < 0:
+            raise ValueError("timeouts and the watchdog must be positive")
+        if backoff[0] <= 0 or backoff[1] < backoff[0]:
+            raise ValueError("backoff must be (initial > 0, maximum >= initial)")
+        endpoint = PrinterEndpoint.create(
+            host,
+            serial,
+            access_code,
+            ssl_context=ssl_context,
+            ca_file=ca_file,
+            insecure=insecure,
+            port=port,
+            ftps_port=ftps_port,
+            camera_port=camera_port,
+        )
+        link = LanLink(
+            endpoint,
+            watchdog=watchdog,
+            reconnect=reconnect,
+            connect_timeout=connect_timeout,
+            keepalive=keepalive,
+            backoff=backoff,
+            clock=clock,
+        )
+        self._setup(serial, link, model=model, command_timeout=command_timeout, pushall_interval=pushall_interval)
+        self._endpoint = endpoint
+
+    @classmethod
+    def over(
+        cls,
+        serial: str,
+        link: PrinterLink,
         *,
         model: PrinterModel | str | None = None,
         command_timeout: float = 10.0,
         pushall_interval: float = 3.0,
+    ) -> Self:
+        """A printer that talks through ``link`` (which it then owns: :meth:`close` closes it)."""
+        printer = cls.__new__(cls)
+        printer._setup(serial, link, model=model, command_timeout=command_timeout, pushall_interval=pushall_interval)
+        return printer
+
+    def _setup(
+        self,
+        serial: str,
+        link: PrinterLink,
+        *,
+        model: PrinterModel | str | None,
+        command_timeout: float,
+        pushall_interval: float,
     ) -> None:
         if not isinstance(serial, str) or not serial.strip():
             raise ValueError("serial must be the printer's serial number")
@@ -183,11 +230,14 @@ class BasePrinter(AsyncResource):
         self._report_topic = f"device/{self._serial}/report"
         self._request_topic = f"device/{self._serial}/request"
         self._seq = cmd.SequenceCounter(int(time.time() * 10))
+        self._endpoint = None
+        self._link = link
 
         self._state: dict[str, Any] = {}
         self._status: PrinterStatus | None = None
         self._last_status: PrinterStatus | None = None
         self._ready = False
+        self._announced = False  # a ConnectionLost went out and no ConnectionRestored yet
         self._closed = False
         self._fatal: BaseException | None = None
         self._acks: list[_AckWaiter] = []
@@ -196,14 +246,18 @@ class BasePrinter(AsyncResource):
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self._last_pushall = float("-inf")
         self._refreshing: asyncio.Future[dict[str, Any]] | None = None
+        self._pushall_handle: asyncio.TimerHandle | None = None
+        self._files: PrinterFiles | None = None
+        self._camera: Camera | None = None
         #: Messages received, and how many of them could not be used (not JSON, not an object, ...).
         self.messages = 0
         self.malformed = 0
         #: Connections made (1 after the first connect; more after reconnects).
         self.connections = 0
+        link.attach(_Side(self))
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._model_name()} {self._serial} {self._repr_state()}>"
+        return f"<{type(self).__name__} {self._model_name()} {self._serial} {self._link.where} {self._repr_state()}>"
 
     def _model_name(self) -> str:
         return self._model.name if self._model is not None else "unknown model"
@@ -213,7 +267,9 @@ class BasePrinter(AsyncResource):
             return "closed"
         if self._fatal is not None:
             return "failed"
-        return "connected" if self.connected else "disconnected"
+        if self.connected:
+            return "connected"
+        return "offline" if self._link.offline and self._link.connected else "disconnected"
 
     # ------------------------------------------------------------------ the interface others rely on
 
@@ -228,8 +284,12 @@ class BasePrinter(AsyncResource):
 
     @property
     def connected(self) -> bool:
-        link = self._current_link()
-        return self._ready and link is not None and link.connected
+        return self._ready and self._link.connected
+
+    @property
+    def link(self) -> PrinterLink:
+        """What this printer talks through (a :class:`~bambulab.link.LanLink` on the LAN)."""
+        return self._link
 
     @property
     def state(self) -> dict[str, Any]:
@@ -250,18 +310,110 @@ class BasePrinter(AsyncResource):
         """The sequence-id counter, for building commands: ``p.command(commands.pause(p.sequence))``."""
         return self._seq
 
+    # ------------------------------------------------------------------ the LAN services
+
+    @property
+    def endpoint(self) -> PrinterEndpoint:
+        """Host, serial, access code, TLS context and ports (LAN printers only)."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            raise UnsupportedError(_LAN_ONLY.format(self._link.name))
+        return endpoint
+
+    @property
+    def host(self) -> str:
+        return self.endpoint.host
+
+    @property
+    def access_code(self) -> str:
+        """The LAN access code (for the FTPS and camera helpers). Never shown in ``repr``."""
+        return self.endpoint.access_code
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context used for MQTT; FTPS and the camera use the same verification."""
+        return self.endpoint.ssl_context
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
+
+    @property
+    def ftps_port(self) -> int:
+        return self.endpoint.ftps_port
+
+    @property
+    def camera_port(self) -> int | None:
+        return self.endpoint.camera_port
+
+    @property
+    def files(self) -> PrinterFiles:
+        """FTPS access to the printer's storage (:class:`bambulab.files.PrinterFiles`)."""
+        if self._files is None:
+            from bambulab.files import PrinterFiles
+
+            self._files = PrinterFiles(self.endpoint)
+        return self._files
+
+    @property
+    def camera(self) -> Camera:
+        """The printer's camera (:class:`bambulab.camera.Camera`)."""
+        if self._camera is None:
+            from bambulab.camera import Camera
+
+            self._camera = Camera(self)
+        return self._camera
+
+    async def print_file(
+        self,
+        path: str | os.PathLike[str] | bytes,
+        *,
+        plate: int = 1,
+        ams_mapping: str | Sequence[int] | None = "auto",
+        remote_name: str | None = None,
+        bed_type: cmd.BedType | str = "auto",
+        timelapse: bool = False,
+        bed_leveling: bool = True,
+        flow_cali: bool = False,
+        vibration_cali: bool = False,
+        use_ams: bool | None = None,
+        progress: Progress | None = None,
+        start_timeout: float = 60.0,
+    ) -> PrintJob:
+        """Upload (if needed) and print a file: see :func:`bambulab.printing.print_file`."""
+        from bambulab.printing import print_file
+
+        return await print_file(
+            self,
+            path,
+            plate=plate,
+            ams_mapping=ams_mapping,
+            remote_name=remote_name,
+            bed_type=bed_type,
+            timelapse=timelapse,
+            bed_leveling=bed_leveling,
+            flow_cali=flow_cali,
+            vibration_cali=vibration_cali,
+            use_ams=use_ams,
+            progress=progress,
+            start_timeout=start_timeout,
+        )
+
+
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
-        """Connect and wait until ready (see the subclass)."""
-        raise NotImplementedError
+        """Connect and wait until ready. A failure raises at once (no retry on the first connect)."""
+        self._check_open()
+        await self._link.connect()
 
     async def close(self) -> None:
         """Disconnect for good. Later calls raise :class:`~bambulab.exceptions.NotConnectedError`."""
         if self._closed:
             return
         self._closed = True
-        await self._close_link()
+        self._cancel_full_request()
+        await self._link.close()
         self._ready = False
         self._fail_waiters(NotConnectedError("the printer client was closed"))
         for stream in list(self._streams):
@@ -269,11 +421,13 @@ class BasePrinter(AsyncResource):
         await self._release()
         log.debug("printer %s closed", self._serial)
 
-    async def _close_link(self) -> None:
-        """Stop using the link (the subclass's part of :meth:`close`)."""
-
     async def _release(self) -> None:
-        """Release helpers that live as long as the printer (after the link is closed)."""
+        # FTPS keeps a worker thread and the camera its streams: release them with the printer.
+        helpers: list[PrinterFiles | Camera | None] = [self._files, self._camera]
+        for helper in helpers:
+            if helper is not None:
+                with contextlib.suppress(Exception):
+                    await helper.close()
 
     # ------------------------------------------------------------------ commands
 
@@ -289,11 +443,11 @@ class BasePrinter(AsyncResource):
         label = _label(payload)
         if label == "pushing.pushall":
             return await self._refresh(timeout)
-        request = self._outgoing(self._with_sequence(payload))
+        request = self._with_sequence(payload)
         waiter = self._add_ack(request, label)
         limit = self._command_timeout if timeout is None else timeout
         try:
-            link.send(self._request_topic, _dumps(request))
+            link.send(request)
             async with asyncio.timeout(limit):
                 reply = await waiter.future
         except BambuError:
@@ -473,7 +627,7 @@ class BasePrinter(AsyncResource):
 
     # ------------------------------------------------------------------ connecting (shared by every link)
 
-    async def _greet(self, link: _Link) -> tuple[bool, bool]:
+    async def _greet(self) -> tuple[bool, bool]:
         """Send ``get_version`` and a (gated) pushall; wait up to ``command_timeout`` for both answers.
 
         Returns (a full report arrived, the version reply arrived).
@@ -483,9 +637,9 @@ class BasePrinter(AsyncResource):
         version_waiter = self._add_ack(version, "info.get_version")
         full = self._expect_full()
         try:
-            link.send(self._request_topic, _dumps(version))
+            self._link.send(version)
             await self._pushall_gate()
-            link.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
+            self._link.send(cmd.pushall(self._seq))
             self._last_pushall = loop.time()
             await asyncio.wait([full, version_waiter.future], timeout=self._command_timeout)
         finally:
@@ -510,7 +664,7 @@ class BasePrinter(AsyncResource):
         if self._closed:
             error: BambuError = NotConnectedError("the printer client was closed")
         else:
-            error = BambuConnectionError(f"the connection to {self._link_name} was lost")
+            error = BambuConnectionError(f"the connection to {self._link.name} was lost")
             error.__cause__ = reason
         for waiter in list(self._acks):
             if not waiter.future.done():
@@ -518,7 +672,7 @@ class BasePrinter(AsyncResource):
                     error
                     if self._closed
                     else BambuConnectionError(
-                        f"the connection to {self._link_name} was lost while waiting for the acknowledgement of "
+                        f"the connection to {self._link.name} was lost while waiting for the acknowledgement of "
                         f"{waiter.label}; the command may or may not have been carried out"
                     )
                 )
@@ -530,26 +684,76 @@ class BasePrinter(AsyncResource):
                 future.exception()
         self._full_waiters.clear()
 
+    def _up(self) -> None:
+        self._ready = True
+        self.connections += 1
+        self._cancel_full_request()
+        if self._announced:
+            self._announced = False
+            self._emit(ConnectionRestored(self._serial, self.status))
+
+    def _down(self, reason: BaseException | None) -> None:
+        self._connection_lost(reason)
+        self._cancel_full_request()
+
+    def _lost(self, reason: BaseException | None, reconnecting: bool) -> None:
+        """Out of reach: one ConnectionLost per outage (a refusal after it only ends the streams)."""
+        self._ready = False
+        if not self._announced and not self._closed and self._fatal is None:
+            self._announced = True
+            self._emit(ConnectionLost(self._serial, reason, reconnecting))
+
+    def _stop(self, error: BaseException) -> None:
+        if self._closed or self._fatal is not None:
+            return
+        self._lost(error, False)
+        self._stop_for_good(error)
+
+    def _request_full(self) -> None:
+        """A printer that was silent spoke: fetch a full report (one pushall in flight, rate-limited)."""
+        if self._pushall_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_pushall + self._pushall_interval - loop.time()
+        self._pushall_handle = loop.call_later(max(0.0, wait), self._send_pushall)
+
+    def _send_pushall(self) -> None:
+        self._pushall_handle = None
+        if self._ready or self._closed or self._fatal is not None or not self._link.connected:
+            return
+        with contextlib.suppress(BambuError):
+            self._link.send(cmd.pushall(self._seq))
+            self._last_pushall = asyncio.get_running_loop().time()
+
+    def _cancel_full_request(self) -> None:
+        if self._pushall_handle is not None:
+            self._pushall_handle.cancel()
+            self._pushall_handle = None
+
     def _stop_for_good(self, error: BaseException) -> None:
+        self._ready = False
         self._fatal = error
         self._fail_waiters(error)
         for stream in list(self._streams):
-            stream.end(error if isinstance(error, AuthenticationError) else None)
+            stream.end(None if isinstance(error, NotConnectedError) else error)
 
     # ------------------------------------------------------------------ incoming
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _decode(self, payload: bytes) -> dict[str, Any] | None:
         self.messages += 1
         try:
             message = json.loads(payload)
         except (ValueError, RecursionError) as exc:
             self.malformed += 1
             log.debug("printer %s sent %d bytes that are not JSON (%s)", self._serial, len(payload), type(exc).__name__)
-            return
+            return None
         if type(message) is not dict:
             self.malformed += 1
             log.debug("printer %s sent JSON that is not an object (%s)", self._serial, type(message).__name__)
-            return
+            return None
+        return message
+
+    def _handle_safely(self, message: dict[str, Any]) -> None:
         try:
             self._handle(message)
         except Exception:  # one odd report must never break the connection
@@ -572,7 +776,7 @@ class BasePrinter(AsyncResource):
             if detected is not None:
                 self._model = detected
         section = message.get("print")
-        if self._full_waiters and _is_full(section):
+        if self._full_waiters and is_full_report(section):
             waiters, self._full_waiters = self._full_waiters, []
             for future in waiters:
                 if not future.done():
@@ -582,10 +786,8 @@ class BasePrinter(AsyncResource):
         status = self.status
         if self._streams:
             self._emit(StateChanged(self._serial, status))
-            old_print = old.get("print")
-            new_print = new.get("print")
-            if isinstance(old_print, dict) and isinstance(new_print, dict) and old_print is not new_print:
-                self._lifecycle(old_print, new_print, status)
+            for event in derive_events(old, new, serial=self._serial, status=status):
+                self._emit(event)
         if self._status_waiters:
             for predicate, awaiter in list(self._status_waiters):
                 if awaiter.done():
@@ -595,35 +797,6 @@ class BasePrinter(AsyncResource):
                         awaiter.set_result(status)
                 except Exception as exc:
                     awaiter.set_exception(exc)
-
-    def _lifecycle(self, old: dict[str, Any], new: dict[str, Any], status: PrinterStatus) -> None:
-        serial = self._serial
-        old_state, new_state = old.get("gcode_state"), new.get("gcode_state")
-        if old_state != new_state:
-            before, after = GcodeState.parse(old_state), GcodeState.parse(new_state)
-            event: PrinterEvent | None = None
-            if after in _STARTING and before in _NOT_STARTED:
-                event = PrintStarted(serial, status)
-            elif before is GcodeState.PAUSE and after in (GcodeState.RUNNING, GcodeState.PREPARE):
-                event = PrintResumed(serial, status)
-            elif after is GcodeState.PAUSE and before in _ACTIVE:
-                event = PrintPaused(serial, status)
-            elif after is GcodeState.FINISH and before in _ACTIVE:
-                event = PrintFinished(serial, status)
-            elif after is GcodeState.FAILED and before in _ACTIVE:
-                event = PrintFailed(serial, status, status.print_error)
-            if event is not None:
-                self._emit(event)
-        old_hms, new_hms = old.get("hms"), new.get("hms")
-        if old_hms is not new_hms and old_hms != new_hms:
-            before_hms = {(m.attr, m.code): m for m in decode_hms_list(old_hms)}
-            after_hms: dict[tuple[int, int], HmsMessage] = {(m.attr, m.code): m for m in status.hms}
-            for key, message in after_hms.items():
-                if key not in before_hms:
-                    self._emit(HmsRaised(serial, message))
-            for key, message in before_hms.items():
-                if key not in after_hms:
-                    self._emit(HmsCleared(serial, message))
 
     def _emit(self, event: PrinterEvent) -> None:
         for stream in self._streams:
@@ -637,23 +810,14 @@ class BasePrinter(AsyncResource):
         if self._fatal is not None:
             raise self._fatal
 
-    def _current_link(self) -> _Link | None:
-        """The link commands go through now (``None`` while there is none)."""
-        return None
-
-    def _outgoing(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
-        """A command as this link sends it (the cloud adds fields); the identity here."""
-        return request
-
     def _silence_hint(self) -> str:
-        """Appended to "no answer" timeouts (the cloud explains an offline printer)."""
-        return ""
+        return self._link.silence_hint()
 
-    def _usable(self) -> _Link:
+    def _usable(self) -> PrinterLink:
         self._check_open()
-        link = self._current_link()
-        if link is None or not self._ready or not link.connected:
-            raise NotConnectedError("not connected to the printer (connecting or waiting to reconnect)")
+        link = self._link
+        if not link.usable():
+            raise NotConnectedError(f"not connected to {link.name} (connecting or waiting to reconnect)")
         return link
 
     def _with_sequence(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -708,7 +872,7 @@ class BasePrinter(AsyncResource):
         await self._pushall_gate()
         link = self._usable()
         full = self._expect_full()
-        link.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
+        link.send(cmd.pushall(self._seq))
         self._last_pushall = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self._command_timeout):
@@ -763,264 +927,70 @@ class BasePrinter(AsyncResource):
             shared.cancel()
 
 
-class Printer(BasePrinter):
-    """One printer on the LAN. See the module docstring for the whole contract.
+class _Side:
+    """The printer's side of its link (:class:`~bambulab.link.LinkClient`): what the link may call."""
 
-    ``ssl_context`` replaces the default verification (bundled Bambu CA chain); ``ca_file`` trusts
-    another CA instead; ``insecure=True`` turns verification off (a warning is logged).
-    ``model`` (a :class:`PrinterModel`, code or name) overrides detection. ``camera_port`` ``None``
-    means the model's default (6000 for the JPEG stream, 322 for RTSPS).
-    """
+    __slots__ = ("_p",)
 
-    def __init__(
-        self,
-        host: str,
-        serial: str,
-        access_code: str,
-        *,
-        port: int = 8883,
-        ssl_context: ssl.SSLContext | None = None,
-        ca_file: str | None = None,
-        insecure: bool = False,
-        model: PrinterModel | str | None = None,
-        command_timeout: float = 10.0,
-        ftps_port: int = 990,
-        camera_port: int | None = None,
-        watchdog: float = 30.0,
-        reconnect: bool = True,
-        pushall_interval: float = 3.0,
-        connect_timeout: float = 10.0,
-        keepalive: int = 30,
-        backoff: tuple[float, float] = (1.0, 60.0),
-    ) -> None:
-        if not isinstance(serial, str) or not serial.strip():
-            raise ValueError("serial must be the printer's serial number")
-        if not isinstance(access_code, str) or not access_code:
-            raise ValueError("access_code must be the printer's LAN access code (a non-empty str)")
-        if ssl_context is not None and (ca_file is not None or insecure):
-            raise ValueError("pass either ssl_context or ca_file/insecure, not both")
-        if command_timeout <= 0 or watchdog <= 0 or connect_timeout <= 0 or pushall_interval < 0:
-            raise ValueError("timeouts and the watchdog must be positive")
-        if backoff[0] <= 0 or backoff[1] < backoff[0]:
-            raise ValueError("backoff must be (initial > 0, maximum >= initial)")
-        super().__init__(serial, model=model, command_timeout=command_timeout, pushall_interval=pushall_interval)
-        self._host = host
-        self._access_code = access_code
-        self._port = port
-        if ssl_context is not None:
-            self._ssl_context = ssl_context
-        elif ca_file is not None:
-            self._ssl_context = printer_ssl_context(ca_file=ca_file, insecure=insecure)
-        else:
-            self._ssl_context = default_printer_context(insecure)
-        self._ftps_port = ftps_port
-        self._camera_port = camera_port
-        self._watchdog = watchdog
-        self._reconnect = reconnect
-        self._connect_timeout = connect_timeout
-        self._keepalive = keepalive
-        self._backoff = backoff
-        self._rng = random.Random()
-        self._conn: MqttConnection | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._files: Any = None
-        self._camera: Any = None
-
-    def __repr__(self) -> str:
-        return f"<Printer {self._model_name()} {self._serial} at {self._host}:{self._port} {self._repr_state()}>"
-
-    # ------------------------------------------------------------------ the interface others rely on
+    def __init__(self, printer: Printer) -> None:
+        self._p = printer
 
     @property
-    def host(self) -> str:
-        return self._host
+    def serial(self) -> str:
+        return self._p._serial
 
     @property
-    def access_code(self) -> str:
-        """The LAN access code (for the FTPS and camera helpers). Never shown in ``repr``."""
-        return self._access_code
+    def report_topic(self) -> str:
+        return self._p._report_topic
 
     @property
-    def ssl_context(self) -> ssl.SSLContext:
-        """The TLS context used for MQTT; FTPS and the camera use the same verification."""
-        return self._ssl_context
+    def request_topic(self) -> str:
+        return self._p._request_topic
 
     @property
-    def port(self) -> int:
-        return self._port
+    def sequence(self) -> cmd.SequenceCounter:
+        return self._p._seq
 
     @property
-    def ftps_port(self) -> int:
-        return self._ftps_port
+    def messages(self) -> int:
+        return self._p.messages
 
     @property
-    def camera_port(self) -> int | None:
-        return self._camera_port
+    def ready(self) -> bool:
+        return self._p._ready
 
     @property
-    def files(self) -> Any:
-        """FTPS access to the printer's storage (:class:`bambulab.files.PrinterFiles`)."""
-        if self._files is None:
-            self._files = importlib.import_module("bambulab.files").PrinterFiles(self)
-        return self._files
+    def active(self) -> bool:
+        return not self._p._closed and self._p._fatal is None
 
     @property
-    def camera(self) -> Any:
-        """The printer's camera (:class:`bambulab.camera.Camera`)."""
-        if self._camera is None:
-            self._camera = importlib.import_module("bambulab.camera").Camera(self)
-        return self._camera
+    def command_timeout(self) -> float:
+        return self._p._command_timeout
 
-    async def print_file(self, *args: Any, **kwargs: Any) -> Any:
-        """Upload (if needed) and print a file: see :func:`bambulab.printing.print_file`."""
-        return await importlib.import_module("bambulab.printing").print_file(self, *args, **kwargs)
+    def decode(self, payload: bytes) -> dict[str, Any] | None:
+        return self._p._decode(payload)
 
-    # ------------------------------------------------------------------ lifecycle
+    def handle(self, message: dict[str, Any]) -> None:
+        self._p._handle_safely(message)
 
-    async def connect(self) -> None:
-        """Connect and wait until ready. A failure raises at once (no retry on the first connect)."""
-        self._check_open()
-        if self._supervisor is not None:
-            return
-        conn, lost = await self._open()
-        self._supervisor = asyncio.create_task(self._supervise(conn, lost), name=f"bambulab-printer-{self._serial}")
+    async def greet(self) -> tuple[bool, bool]:
+        return await self._p._greet()
 
-    async def _close_link(self) -> None:
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        conn, self._conn = self._conn, None
-        self._ready = False
-        if conn is not None:
-            await conn.close()
+    def up(self) -> None:
+        self._p._up()
 
-    async def _release(self) -> None:
-        # FTPS keeps a worker thread and the camera its streams: release them with the printer.
-        for helper in (self._files, self._camera):
-            if helper is not None:
-                with contextlib.suppress(Exception):
-                    await helper.close()
+    def down(self, reason: BaseException | None) -> None:
+        self._p._down(reason)
 
-    # ------------------------------------------------------------------ the LAN link
+    def lost(self, reason: BaseException | None, reconnecting: bool) -> None:
+        self._p._lost(reason, reconnecting)
 
-    def _current_link(self) -> MqttConnection | None:
-        return self._conn
+    def stop(self, error: BaseException) -> None:
+        self._p._stop(error)
 
-    async def _open(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]]:
-        """One connection, made ready: connect, subscribe, get_version + pushall, full report."""
-        loop = asyncio.get_running_loop()
-        lost: asyncio.Future[BaseException | None] = loop.create_future()
-        conn = MqttConnection(
-            self._host,
-            self._port,
-            on_message=self._on_message,
-            on_close=functools.partial(self._on_close, lost),
-            username=_USERNAME,
-            password=self._access_code,
-            ssl_context=self._ssl_context,
-            verify_peer=functools.partial(
-                check_peer_serial, serial=self._serial, where=f"{self._host}:{self._port}"
-            ),
-            keepalive=self._keepalive,
-            connect_timeout=self._connect_timeout,
-        )
-        try:
-            await conn.connect()
-            await conn.subscribe(self._report_topic, timeout=self._command_timeout)
-            got_full, got_version = await self._greet(conn)
-            if lost.done():
-                raise BambuConnectionError("the printer closed the connection while it was being set up")
-            if not got_full:
-                raise BambuTimeoutError(
-                    f"the printer sent no status report within {self._command_timeout:g} s of connecting"
-                )
-            if not got_version:
-                log.warning("printer %s did not answer get_version; the model is guessed from its serial", self._serial)
-        except BaseException:
-            conn.abort()
-            raise
-        self._conn = conn
-        self._ready = True
-        self.connections += 1
-        log.info(
-            "connected to printer %s (%s) at %s:%d",
-            self._serial,
-            self._model.name if self._model else "unknown model",
-            self._host,
-            self._port,
-        )
-        return conn, lost
+    def request_full(self) -> None:
+        self._p._request_full()
 
-    def _on_close(self, lost: asyncio.Future[BaseException | None], reason: BaseException | None) -> None:
-        """The transport's close callback: fail whatever waits on this connection, wake the supervisor."""
-        self._connection_lost(reason)
-        if not lost.done():
-            lost.set_result(reason)
 
-    async def _supervise(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> None:
-        """Watch the connection (watchdog), and reconnect when it is lost."""
-        while True:
-            reason = await self._watch(conn, lost)
-            self._conn = None
-            self._ready = False
-            if self._closed:
-                return
-            log.warning("lost the connection to printer %s: %s", self._serial, reason or "closed")
-            self._emit(ConnectionLost(self._serial, reason, self._reconnect))
-            if not self._reconnect:
-                self._stop_for_good(NotConnectedError("the connection to the printer was lost (reconnect=False)"))
-                return
-            opened = await self._reconnect_loop()
-            if opened is None:
-                return
-            conn, lost = opened
-            self._emit(ConnectionRestored(self._serial, self.status))
-
-    async def _watch(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> BaseException | None:
-        loop = asyncio.get_running_loop()
-        interval = self._watchdog / 4
-        seen = self.messages
-        changed_at = loop.time()
-        nudged = False
-        while not lost.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await asyncio.shield(lost)
-            if lost.done():
-                break
-            now = loop.time()
-            if self.messages != seen:
-                seen, changed_at, nudged = self.messages, now, False
-                continue
-            silence = now - changed_at
-            if silence >= self._watchdog:
-                conn.abort(
-                    BambuTimeoutError(
-                        f"no message from the printer for {silence:.1f} s (watchdog {self._watchdog:g} s)"
-                    )
-                )
-            elif silence >= self._watchdog / 2 and not nudged:
-                nudged = True
-                log.debug("printer %s silent for %.1f s: sending pushing.start", self._serial, silence)
-                with contextlib.suppress(BambuError):
-                    conn.send(self._request_topic, _dumps(cmd.start_pushing(self._seq)))
-        return lost.result()
-
-    async def _reconnect_loop(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]] | None:
-        initial, maximum = self._backoff
-        attempt = 0
-        while not self._closed:
-            await asyncio.sleep(backoff_delay(attempt, initial, maximum, self._rng))
-            attempt += 1
-            try:
-                return await self._open()
-            except AuthenticationError as exc:
-                log.error("printer %s refused the reconnect: %s; not retrying", self._serial, exc)
-                self._emit(ConnectionLost(self._serial, exc, False))
-                self._stop_for_good(exc)
-                return None
-            except BambuError as exc:
-                log.info("reconnect to printer %s failed (attempt %d): %s", self._serial, attempt, exc)
-        return None
+#: The name the cloud printer and the sync wrapper knew before there was one class.
+BasePrinter = Printer

@@ -28,79 +28,45 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from bambulab.exceptions import BambuError, BambuTimeoutError, CommandFailedError, SignatureRequiredError
-from bambulab.files import PrinterFiles, remote_path
+from bambulab.exceptions import (
+    AmsMappingError,
+    BambuTimeoutError,
+    CommandFailedError,
+    PrinterBusyError,
+    PrintSetupError,
+    SignatureRequiredError,
+)
+from bambulab.files import remote_path
 from bambulab.protocol import commands, threemf
+from bambulab.protocol.ams import plan_ams_mapping
 from bambulab.protocol.hms import decode_print_error
-from bambulab.protocol.models import AmsKind, PrinterModel
 from bambulab.protocol.views import GcodeState, PrinterStatus
 from bambulab.transports.ftps import Progress
+
+if TYPE_CHECKING:
+    from bambulab.printer import Printer
 
 __all__ = [
     "ERR_PRINTER_BUSY",
     "AmsMappingError",
     "PrintJob",
     "PrintSetupError",
-    "PrintTarget",
     "PrinterBusyError",
     "print_file",
 ]
 
 #: ``print_error`` / ``err_code`` of "the printer is busy with another task".
-ERR_PRINTER_BUSY: Final = 0x05004004
+ERR_PRINTER_BUSY: Final = commands.PrinterErrorCode.PRINTER_BUSY
 _STARTED: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING})
 _ACTIVE: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.PAUSE, GcodeState.SLICING})
 _PROJECT_SUFFIXES: Final = (".3mf",)
 _GCODE_SUFFIXES: Final = (".gcode", ".gco", ".g")
 _ZIP_MAGIC: Final = b"PK\x03\x04"
-
-
-class PrintSetupError(BambuError, ValueError):
-    """The file cannot be printed as asked (no such plate, not a sliced project ...). Nothing was sent."""
-
-
-class AmsMappingError(PrintSetupError, threemf.AmsMappingError):
-    """No loaded tray can take a filament of the plate (``ams_mapping="auto"``). Nothing was sent."""
-
-
-class PrinterBusyError(CommandFailedError):
-    """The printer is preparing, printing or paused, and cannot start another job."""
-
-
-class PrintTarget(Protocol):
-    """What :func:`print_file` needs from a printer (:class:`bambulab.printer.Printer` has it)."""
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def serial(self) -> str: ...
-
-    @property
-    def access_code(self) -> str: ...
-
-    @property
-    def ssl_context(self) -> ssl.SSLContext: ...
-
-    @property
-    def ftps_port(self) -> int: ...
-
-    @property
-    def model(self) -> PrinterModel | None: ...
-
-    @property
-    def status(self) -> PrinterStatus: ...
-
-    def command(self, payload: dict[str, Any]) -> Awaitable[dict[str, Any]]: ...
-
-    def wait_for(self, predicate: Callable[[PrinterStatus], bool], timeout: float) -> Awaitable[PrinterStatus]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,39 +111,7 @@ def _stem(name: str) -> str:
     return name
 
 
-def _loaded_trays(status: PrinterStatus) -> list[threemf.TrayInfo]:
-    trays: list[threemf.TrayInfo] = []
-    for unit in status.ams.units:
-        for tray in unit.trays:
-            if tray.is_empty or not tray.material or tray.tray_index is None:
-                continue
-            trays.append(threemf.TrayInfo(global_index=tray.tray_index, material=tray.material, color=tray.color or ""))
-    return trays
-
-
-def _has_ams(status: PrinterStatus, model: PrinterModel | None) -> bool:
-    if status.ams.units:
-        return True
-    return False if status.raw else bool(model is not None and model.ams is not AmsKind.NONE)
-
-
-def _auto_mapping(plate: threemf.Plate, status: PrinterStatus) -> list[int]:
-    if not plate.filaments:
-        raise AmsMappingError(
-            f"plate {plate.index} lists no filaments, so they cannot be matched to AMS trays: "
-            "pass ams_mapping=[tray, ...] or use_ams=False"
-        )
-    trays = _loaded_trays(status)
-    try:
-        return threemf.match_ams_mapping(plate.filaments, trays)
-    except threemf.AmsMappingError as exc:
-        raise AmsMappingError(
-            f"{exc}. Load a matching spool, pass ams_mapping=[tray, ...] or print from the external "
-            "spool with use_ams=False"
-        ) from None
-
-
-def _explicit_mapping(value: Sequence[int]) -> list[int]:
+def _explicit_mapping(value: str | Sequence[int]) -> list[int]:
     if isinstance(value, str | bytes):
         raise ValueError('ams_mapping must be "auto", a list of tray indexes, or None')
     mapping = list(value)
@@ -234,11 +168,11 @@ def _read_local(path: Path) -> bytes:
 
 
 async def print_file(
-    printer: PrintTarget,
+    printer: Printer,
     path: str | os.PathLike[str] | bytes,
     *,
     plate: int = 1,
-    ams_mapping: Literal["auto"] | Sequence[int] | None = "auto",
+    ams_mapping: str | Sequence[int] | None = "auto",
     remote_name: str | None = None,
     bed_type: commands.BedType | str = "auto",
     timelapse: bool = False,
@@ -262,8 +196,7 @@ async def print_file(
         raise ValueError(f"plate must be an int >= 1, got {plate!r}")
     if start_timeout <= 0:
         raise ValueError("start_timeout must be positive")
-    if ams_mapping != "auto" and ams_mapping is not None:
-        ams_mapping = _explicit_mapping(ams_mapping)
+    explicit = _explicit_mapping(ams_mapping) if ams_mapping != "auto" and ams_mapping is not None else None
 
     # -- what to upload, and under which name
     data: bytes | None
@@ -303,24 +236,14 @@ async def print_file(
         except KeyError:
             have = ", ".join(str(p.index) for p in project.plates)
             raise PrintSetupError(f"{file_name} has no plate {plate}; its plates: {have}") from None
-        model = printer.model or status.model
-        if use_ams is False:
-            mapping = list(ams_mapping) if isinstance(ams_mapping, list) else None
-        elif ams_mapping == "auto":
-            if _has_ams(status, model):
-                mapping = _auto_mapping(chosen, status)
-            elif use_ams:
-                raise AmsMappingError("use_ams=True, but the printer reports no AMS")
-        elif isinstance(ams_mapping, list):
-            mapping = ams_mapping
-        elif use_ams:
-            raise ValueError("use_ams=True needs an ams_mapping (a list, or \"auto\")")
-        ams_on = mapping is not None if use_ams is None else use_ams
+        wanted: Literal["auto"] | list[int] | None = "auto" if ams_mapping == "auto" else explicit
+        plan = plan_ams_mapping(chosen, status, printer.model or status.model, ams_mapping=wanted, use_ams=use_ams)
+        mapping = list(plan.mapping) if plan.mapping is not None else None
+        ams_on = plan.use_ams
 
     # -- 3. upload (and verify the size); a connection opened here is closed again
-    files = getattr(printer, "files", None)
-    uploader = files if isinstance(files, PrinterFiles) else PrinterFiles(printer)
-    opened_here = uploader is not files or not uploader.client.connected
+    uploader = printer.files
+    opened_here = not uploader.client.connected
     try:
         if data is not None:
             await uploader.upload(data, target, progress=progress, verify=True)
@@ -332,9 +255,7 @@ async def print_file(
             await uploader.close()
 
     # -- 4. the start command
-    seq = getattr(printer, "sequence", None)
-    if not isinstance(seq, commands.SequenceCounter):
-        seq = commands.SequenceCounter(int(time.time() * 10))
+    seq = printer.sequence
     model = printer.model or printer.status.model
     subtask = _stem(file_name)
     url: str | None = None

@@ -8,7 +8,7 @@ coroutine to it and waits for the result. Nothing here opens a socket itself.
 ```python
 from bambulab import MQTTClient, LocalFTPClient, upload_and_print
 
-with LocalFTPClient("192.168.1.50", "12345678") as ftp:
+with LocalFTPClient("192.168.1.50", "12345678", serial="01P00A123456789") as ftp:
     ftp.upload_file("benchy.gcode.3mf")
 ```
 """
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from bambulab.camera import Camera
     from bambulab.cloud.mqtt import CloudConnection
     from bambulab.files import PrinterFiles
-    from bambulab.printer import BasePrinter, Printer
+    from bambulab.printer import Printer
 
 __all__ = [
     "JPEGFrameStream",
@@ -170,7 +170,7 @@ class MQTTClient(_Closing):
         self.timeout = timeout
         self.region = region
         self.broker_host = broker_host
-        self._printer: BasePrinter | None = None
+        self._printer: Printer | None = None
         self._cloud: CloudConnection | None = None
         self._pump: concurrent.futures.Future[None] | None = None
 
@@ -179,7 +179,7 @@ class MQTTClient(_Closing):
         return f"<MQTTClient {self.device_id} {where}{' connected' if self._printer else ''}>"
 
     @property
-    def printer(self) -> BasePrinter:
+    def printer(self) -> Printer:
         """The async printer underneath (for the full API): a :class:`~bambulab.printer.Printer` on
         the LAN, a :class:`~bambulab.cloud.mqtt.CloudPrinter` through the cloud."""
         if self._printer is None:
@@ -209,7 +209,7 @@ class MQTTClient(_Closing):
         _run(printer.connect(), self.timeout)
         return printer
 
-    def _connect_cloud(self) -> BasePrinter:
+    def _connect_cloud(self) -> Printer:
         from bambulab.cloud.mqtt import CloudConnection, uid_from_token
 
         if self._insecure:
@@ -233,7 +233,7 @@ class MQTTClient(_Closing):
         self._cloud = cloud
         return cloud.printer(self.device_id)
 
-    async def _deliver(self, printer: BasePrinter) -> None:
+    async def _deliver(self, printer: Printer) -> None:
         from bambulab.events import StateChanged
 
         callback = self.on_message
@@ -427,10 +427,10 @@ def upload_and_print(
         mqtt_client = MQTTClient("bblp", access_code, serial, host=printer_ip, ssl_context=ssl_context)
         mqtt_client.connect()
     try:
-        from bambulab.printer import Printer
+        from bambulab.link import LanLink
 
         printer = mqtt_client.printer
-        if not isinstance(printer, Printer):
+        if not isinstance(printer.link, LanLink):
             raise UnsupportedError("upload_and_print needs a LAN MQTTClient (host=): files go to the printer over FTPS")
         job = _run(printer.print_file(Path(file_path), plate=plate, ams_mapping=ams_mapping, use_ams=use_ams,
                                       **options), timeout)
@@ -526,13 +526,18 @@ class RTSPStream:
         return f"rtsps://{auth}{self.printer_ip}:{self.port}/streaming/live/1"
 
 
-def get_video_stream(printer_ip: str, access_code: str, model: PrinterModel | str) -> JPEGFrameStream | RTSPStream:
-    """The right stream for the model: JPEG frames on P1/A1, RTSPS on X1/H2/P2S."""
+def get_video_stream(
+    printer_ip: str, access_code: str, model: PrinterModel | str, *, serial: str | None = None
+) -> JPEGFrameStream | RTSPStream:
+    """The right stream for the model: JPEG frames on P1/A1, RTSPS on X1/H2/P2S.
+
+    ``serial`` makes the JPEG stream check that the certificate names that printer.
+    """
     resolved = _model(model)
     if resolved is None:
         raise ValueError("model is required")
     if resolved.camera is CameraKind.JPEG:
-        return JPEGFrameStream(printer_ip, access_code)
+        return JPEGFrameStream(printer_ip, access_code, serial=serial)
     if resolved.camera is CameraKind.RTSP:
         return RTSPStream(printer_ip, access_code)
     raise UnsupportedError(f"the {resolved.name} has no camera")

@@ -16,13 +16,13 @@ import struct
 import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from bambulab.camera import Camera, Frame
+from bambulab.endpoint import PrinterEndpoint
 from bambulab.exceptions import (
     AuthenticationError,
     BambuConnectionError,
@@ -30,7 +30,7 @@ from bambulab.exceptions import (
     NotConnectedError,
     UnsupportedError,
 )
-from bambulab.protocol.models import PrinterModel, model_by_code
+from bambulab.protocol.models import model_by_code
 from bambulab.sim import Simulator, VirtualPrinter
 from bambulab.transports.camera import JpegStreamClient, build_auth_packet
 from bambulab.transports.tls import PrinterCertificateError, printer_ssl_context
@@ -43,17 +43,6 @@ WIDTH, HEIGHT = 320, 180
 # ---------------------------------------------------------------------------- local fixtures
 
 
-@dataclass
-class FakePrinter:
-    """What bambulab.printer.Printer exposes to its camera, without MQTT."""
-
-    host: str
-    serial: str
-    access_code: str = field(repr=False)
-    ssl_context: ssl.SSLContext | None
-    model: PrinterModel | None
-    camera_port: int | None
-    state: dict[str, Any] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -78,19 +67,24 @@ async def jpeg_printer(farm: Simulator, model: str = "P1S", fps: float = 20.0) -
     return printer
 
 
-def fake(printer: VirtualPrinter, trust: ssl.SSLContext, *, report: bool = True, **changes: Any) -> FakePrinter:
+def camera_of(
+    printer: VirtualPrinter,
+    trust: ssl.SSLContext,
+    *,
+    report: bool = True,
+    access_code: str | None = None,
+    camera_port: int | None = None,
+    frame_timeout: float = 15.0,
+) -> Camera:
+    """A Camera over the virtual printer's endpoint, with the report a Printer would hold."""
     assert printer.camera is not None
-    values: dict[str, Any] = {
-        "host": printer.host,
-        "serial": printer.serial,
-        "access_code": printer.access_code,
-        "ssl_context": trust,
-        "model": printer.model,
-        "camera_port": printer.camera.port if printer.model.camera.value == "jpeg" else None,
-        "state": {"print": printer.engine.current_report()} if report else {},
-    }
-    values.update(changes)
-    return FakePrinter(**values)
+    if camera_port is None and printer.model.camera.value == "jpeg":
+        camera_port = printer.camera.port
+    endpoint = PrinterEndpoint(
+        printer.host, printer.serial, access_code or printer.access_code, trust, camera_port=camera_port
+    )
+    state = {"print": printer.engine.current_report()} if report else {}
+    return Camera(endpoint, model=printer.model, report=state, frame_timeout=frame_timeout)
 
 
 async def take(stream: AsyncGenerator[Any, None], count: int, on_each: Any = None) -> list[Any]:
@@ -119,7 +113,7 @@ def decode(jpeg: bytes) -> tuple[int, int]:
 @pytest.mark.parametrize("model", ["P1S", "A1"])
 async def test_frames_are_valid_jpegs_in_order(farm: Simulator, trust: ssl.SSLContext, model: str) -> None:
     printer = await jpeg_printer(farm, model)
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     frames: list[Frame] = await take(camera.frames(), 4)
     assert len(frames) == 4
     for frame in frames:
@@ -141,7 +135,7 @@ async def test_frames_are_valid_jpegs_in_order(farm: Simulator, trust: ssl.SSLCo
 
 async def test_snapshot_is_one_jpeg(farm: Simulator, trust: ssl.SSLContext) -> None:
     printer = await jpeg_printer(farm, "A1")
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     jpeg = await camera.snapshot()
     assert decode(jpeg) == (WIDTH, HEIGHT)
     assert printer.camera is not None and printer.camera.client_count in (0, 1)
@@ -180,7 +174,7 @@ async def test_wrong_access_code_is_an_authentication_error(
     caplog.set_level(logging.DEBUG)
     printer = await jpeg_printer(farm, "P1S")
     wrong = "87654321" if printer.access_code != "87654321" else "12345678"
-    camera = Camera(fake(printer, trust, access_code=wrong))
+    camera = camera_of(printer, trust, access_code=wrong)
     started = time.monotonic()
     with pytest.raises(AuthenticationError, match="wrong access code") as info:
         await camera.snapshot(frame_timeout=5.0)
@@ -191,7 +185,7 @@ async def test_wrong_access_code_is_an_authentication_error(
 
 async def test_offline_printer_is_a_connection_error(farm: Simulator, trust: ssl.SSLContext) -> None:
     printer = await jpeg_printer(farm, "P1S")
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     await printer.go_offline()
     with pytest.raises(BambuConnectionError, match="cannot connect") as info:
         await camera.snapshot()
@@ -202,7 +196,7 @@ async def test_offline_printer_is_a_connection_error(farm: Simulator, trust: ssl
 
 async def test_stalled_camera_times_out(farm: Simulator, trust: ssl.SSLContext) -> None:
     printer = await jpeg_printer(farm, "P1S")
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     printer.stall(True)
     try:
         started = time.monotonic()
@@ -215,7 +209,7 @@ async def test_stalled_camera_times_out(farm: Simulator, trust: ssl.SSLContext) 
 
 async def test_stream_dropped_midway_is_a_connection_error(farm: Simulator, trust: ssl.SSLContext) -> None:
     printer = await jpeg_printer(farm, "P1S")
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     got: list[Frame] = []
 
     async def drop_after_first(frame: Frame) -> None:
@@ -248,7 +242,7 @@ async def test_certificate_must_name_the_serial_and_chain_to_the_trusted_ca(
 
 async def test_close_ends_open_streams(farm: Simulator, trust: ssl.SSLContext) -> None:
     printer = await jpeg_printer(farm, "P1S")
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     stream = camera.frames()
     first = await anext(stream)
     assert first.index == 0
@@ -377,7 +371,7 @@ async def test_rtsp_url_comes_from_the_report(
     port = printer.camera.port
     reported = printer.engine.current_report()["ipcam"]["rtsp_url"]
     assert reported == f"rtsps://127.0.0.1:{port}/streaming/live/1"
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     assert camera.port == port
     assert camera.rtsp_url() == f"rtsps://127.0.0.1:{port}/streaming/live/1"
     secret = camera.rtsp_url(include_credentials=True)
@@ -388,16 +382,20 @@ async def test_rtsp_url_comes_from_the_report(
 
 def test_rtsp_url_defaults_and_overrides() -> None:
     x1 = model_by_code("X1C")
-    source = FakePrinter("192.168.1.50", "00M00A000000000", "1234/@:x", None, x1, None, {})
-    camera = Camera(source)
+    endpoint = PrinterEndpoint.create("192.168.1.50", "00M00A000000000", "1234/@:x")
+    camera = Camera(endpoint, model=x1, report={})
     assert camera.rtsp_url() == "rtsps://192.168.1.50:322/streaming/live/1"  # no report yet
     # credentials are percent-encoded, so an access code cannot break the URL
     assert camera.rtsp_url(include_credentials=True) == "rtsps://bblp:1234%2F%40%3Ax@192.168.1.50:322/streaming/live/1"
-    source.state = {"print": {"ipcam": {"rtsp_url": "rtsps://10.0.0.9/streaming/live/1"}}}  # no port
+    reported = {"print": {"ipcam": {"rtsp_url": "rtsps://10.0.0.9/streaming/live/1"}}}  # no port
+    camera = Camera(endpoint, model=x1, report=reported)
     assert camera.rtsp_url() == "rtsps://192.168.1.50:322/streaming/live/1"  # our host, default port
-    source.state = {"print": {"ipcam": {"rtsp_url": "rtsp://192.168.1.50:554/streaming/live/1"}}}
+    reported = {"print": {"ipcam": {"rtsp_url": "rtsp://192.168.1.50:554/streaming/live/1"}}}
+    with pytest.raises(UnsupportedError, match="plaintext"):  # issue 12.1: no plaintext without opting in
+        Camera(endpoint, model=x1, report=reported).rtsp_url()
+    camera = Camera(endpoint, model=x1, report=reported, plaintext_rtsp=True)
     assert camera.rtsp_url() == "rtsp://192.168.1.50:554/streaming/live/1"
-    source.camera_port = 8322
+    camera = Camera(endpoint.with_ports(camera_port=8322), model=x1, report=reported, plaintext_rtsp=True)
     assert camera.rtsp_url() == "rtsp://192.168.1.50:8322/streaming/live/1"
     ipv6 = Camera.connect("fe80::1", "12345678", model="H2D")
     assert ipv6.rtsp_url() == "rtsps://[fe80::1]:322/streaming/live/1"
@@ -408,7 +406,7 @@ def test_rtsp_url_defaults_and_overrides() -> None:
 async def test_lan_liveview_off_is_unsupported(farm: Simulator, trust: ssl.SSLContext) -> None:
     printer = await x1_printer(farm, lan_liveview=False)
     assert printer.engine.current_report()["ipcam"]["rtsp_url"] == "disable"
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     for call in (camera.rtsp_url, lambda: camera.rtsp_url(include_credentials=True)):
         with pytest.raises(UnsupportedError, match="LAN liveview is disabled") as info:
             call()
@@ -425,7 +423,7 @@ async def test_without_pyav_decoding_is_unsupported(
 ) -> None:
     monkeypatch.setitem(sys.modules, "av", None)  # import av now fails
     printer = await x1_printer(farm)
-    camera = Camera(fake(printer, trust))
+    camera = camera_of(printer, trust)
     with pytest.raises(UnsupportedError, match=r"bambulab\[camera\]"):
         await anext(camera.rtsp_frames())
     with pytest.raises(UnsupportedError, match=r"bambulab\[camera\]"):
@@ -439,7 +437,7 @@ async def test_without_pyav_decoding_is_unsupported(
 async def test_rtsp_frames_decode_the_h264_stream(farm: Simulator, trust: ssl.SSLContext) -> None:
     pytest.importorskip("av")
     printer = await x1_printer(farm)
-    camera = Camera(fake(printer, trust), frame_timeout=8.0)
+    camera = camera_of(printer, trust, frame_timeout=8.0)
     pictures = await take(camera.rtsp_frames(), 2)
     assert [(p.width, p.height) for p in pictures] == [(1280, 720), (1280, 720)]
     jpeg = await camera.snapshot()
@@ -450,7 +448,7 @@ async def test_rtsp_frames_decode_the_h264_stream(farm: Simulator, trust: ssl.SS
 async def test_rtsp_wrong_access_code_is_an_authentication_error(farm: Simulator, trust: ssl.SSLContext) -> None:
     pytest.importorskip("av")
     printer = await x1_printer(farm)
-    camera = Camera(fake(printer, trust, access_code="99999999"), frame_timeout=5.0)
+    camera = camera_of(printer, trust, access_code="99999999", frame_timeout=5.0)
     with pytest.raises(AuthenticationError, match="refused the access code") as info:
         await camera.snapshot()
     assert "99999999" not in str(info.value) and "bblp" not in str(info.value)
@@ -462,7 +460,7 @@ async def test_rtsp_closed_port_is_a_connection_error(farm: Simulator, trust: ss
     printer = await x1_printer(farm)
     assert printer.camera is not None
     await printer.camera.set_enabled(False)  # port closed, report not refreshed
-    camera = Camera(fake(printer, trust, report=False, camera_port=printer.camera.port), frame_timeout=5.0)
+    camera = camera_of(printer, trust, report=False, camera_port=printer.camera.port, frame_timeout=5.0)
     with pytest.raises(BambuConnectionError, match="refused the connection") as info:
         await anext(camera.rtsp_frames())
     assert printer.access_code not in str(info.value)
@@ -471,7 +469,7 @@ async def test_rtsp_closed_port_is_a_connection_error(farm: Simulator, trust: ss
 async def test_rtsp_stalled_stream_times_out(farm: Simulator, trust: ssl.SSLContext) -> None:
     pytest.importorskip("av")
     printer = await x1_printer(farm)
-    camera = Camera(fake(printer, trust), frame_timeout=1.0)
+    camera = camera_of(printer, trust, frame_timeout=1.0)
     printer.stall(True)
     try:
         started = time.monotonic()

@@ -10,7 +10,6 @@ import ssl
 import struct
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 import bambulab.files as files_module
+from bambulab.endpoint import PrinterEndpoint
 from bambulab.exceptions import (
     AuthenticationError,
     BambuConnectionError,
@@ -62,17 +62,6 @@ def connect(vp: VirtualPrinter, ctx: ssl.SSLContext, **kwargs: Any) -> Any:
 
 def local_names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*"))
-
-
-@dataclass
-class PrinterLike:
-    """The attributes PrinterFiles reads from a Printer (connection details only)."""
-
-    host: str
-    access_code: str
-    ssl_context: ssl.SSLContext
-    ftps_port: int
-    serial: str
 
 
 # --------------------------------------------------------------------------- uploads
@@ -436,8 +425,8 @@ async def test_dropped_connection_is_reopened(vp: VirtualPrinter, ctx: ssl.SSLCo
 
 async def test_printer_bound_files_reopen_after_close(vp: VirtualPrinter, ctx: ssl.SSLContext) -> None:
     assert vp.ftps is not None
-    printer = PrinterLike(vp.host, vp.access_code, ctx, vp.ftps.port, vp.serial)
-    files = PrinterFiles(printer, timeout=TIMEOUT)
+    endpoint = PrinterEndpoint(vp.host, vp.serial, vp.access_code, ctx, ftps_port=vp.ftps.port)
+    files = PrinterFiles(endpoint, timeout=TIMEOUT)
     assert vp.access_code not in repr(files)
     async with files:
         await files.upload(b"abc", "/a.txt")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,86 @@ def test_names_are_unique_and_bad_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a token file"):
         TokenManager(tmp_path / "broken.json")
+
+
+def test_last_used_is_written_once_a_minute_under_steady_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Used every 30 s, a token's last_used reaches the file once a minute (it used to never be written)."""
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    path = tmp_path / "tokens.json"
+    manager = TokenManager(path)
+    custom = manager.add(REAL_A, name="busy")
+    written: list[float | None] = []
+    for _ in range(8):  # four minutes of use every 30 s
+        clock[0] += 30.0
+        assert manager.validate(custom) == REAL_A
+        written.append(json.loads(path.read_text())["tokens"][0]["last_used"])
+    assert written[-1] is not None and clock[0] - written[-1] <= 60.0
+    assert len({w for w in written if w is not None}) >= 3  # written again and again, not once
+    assert sum(1 for a, b in itertools.pairwise(written) if a != b) <= 4  # not on every use
+    manager.flush()
+    assert json.loads(path.read_text())["tokens"][0]["last_used"] == clock[0]
+
+
+def test_scope_expiry_and_grant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = TokenManager(tmp_path / "tokens.json")
+    now = time.time()
+    viewer = manager.add(REAL_A, name="viewer", scope="strict", expires=now + 100)
+    grant = manager.lookup(viewer)
+    assert grant is not None and grant.scope == "strict" and grant.real_token == REAL_A
+    assert REAL_A not in repr(grant) and grant.account == manager.lookup(manager.add(REAL_A)).account  # type: ignore[union-attr]
+    assert manager.lookup(manager.add(REAL_B)).account != grant.account  # type: ignore[union-attr]
+    info = next(i for i in TokenManager(tmp_path / "tokens.json").list() if i.name == "viewer")
+    assert (info.scope, info.label, info.expires) == ("strict", "viewer", now + 100)
+    monkeypatch.setattr(time, "time", lambda: now + 101)
+    assert manager.validate(viewer) is None  # expired
+    with pytest.raises(ValueError, match="scope"):
+        manager.add(REAL_A, scope="admin")
+    with pytest.raises(ValueError, match="past"):
+        manager.add(REAL_A, expires=now)
+    with pytest.raises(ValueError, match="control"):
+        manager.add("real\r\nX-Injected: 1")
+
+
+def test_older_api_and_plain_file_migrate_to_hashed_storage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "proxy_tokens.json"
+    path.write_text(json.dumps({"custom-token-1": REAL_A, "short": REAL_B}))
+    with caplog.at_level("WARNING", logger="bambulab.cloud.tokens"):
+        manager = TokenManager(path)
+    assert manager.validate("custom-token-1") == REAL_A and manager.validate("short") == REAL_B
+    text = path.read_text()
+    assert "custom-token-1" not in text and '"short"' not in text  # hashed on the way in
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "migrated 2" in caplog.text and "short" not in caplog.text.replace("older", "")
+    manager.add_token("tiny", REAL_B)  # the older call, short token accepted with a warning
+    assert manager.validate("tiny") == REAL_B
+    listed = manager.list_tokens()
+    assert len(listed) == 3 and all(set(d) == {"name", "scope", "created", "last_used", "expires"} for d in listed)
+    for secret in ("tiny", "short", "custom-token-1", REAL_A, REAL_B):
+        assert secret not in json.dumps(listed)
+    other = tmp_path / "old.json"
+    other.write_text(json.dumps({"another-custom-token": REAL_A}))
+    fresh = TokenManager(tmp_path / "new.json")
+    assert fresh.import_legacy(other, scope="strict") == 1
+    assert fresh.lookup("another-custom-token").scope == "strict"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="older format"):
+        fresh.import_legacy(tmp_path / "new.json")
+
+
+def test_changes_by_another_process_are_seen_and_not_undone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bambu proxy tokens add/revoke`` while the proxy runs: the proxy's manager follows the file."""
+    path = tmp_path / "tokens.json"
+    proxy = TokenManager(path)
+    kept = proxy.add(REAL_A, name="kept")
+    cli = TokenManager(path)
+    added = cli.add(REAL_B, name="added")
+    revoked = cli.add(REAL_B, name="revoked")
+    assert proxy.refresh() and proxy.validate(added) == REAL_B
+    cli.remove("revoked")
+    clock = [time.monotonic() + 5]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the once-a-second check is due
+    assert proxy.validate(revoked) is None
+    assert proxy.validate(kept, touch=True) == REAL_A  # may write last_used: must not bring "revoked" back
+    cli.add(REAL_A, name="late")
+    proxy.add(REAL_B, name="from-proxy")  # a change re-reads first
+    assert [i.name for i in TokenManager(path).list()] == ["kept", "added", "late", "from-proxy"]

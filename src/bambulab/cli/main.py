@@ -55,10 +55,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from bambulab.cli import cloud, lan
     from bambulab.cli.sim import sim
+    from bambulab.compat.migrate import migrate
 
     cli.add_command(sim)
+    cli.add_command(migrate)
     lan.register(cli)
     cloud.register(cli)
+    from bambulab.cli.proxy import register as register_proxy
+    register_proxy(cli)
 
 
 _register()

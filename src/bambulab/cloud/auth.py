@@ -48,6 +48,7 @@ from bambulab.exceptions import (
     BambuTimeoutError,
     CloudError,
     TokenExpiredError,
+    UnsupportedError,
 )
 from bambulab.transports.http import HttpResponse
 
@@ -105,7 +106,7 @@ class Token:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
-        access = data.get("access_token")
+        access = data.get("access_token") or data.get("token")  # "token": the older package's file
         if not isinstance(access, str) or not access:
             raise ValueError("the token file has no access_token")
         refresh = str(data.get("refresh_token") or "").strip()
@@ -432,12 +433,27 @@ def _wants_argument(callback: Callable[..., Any]) -> bool:
     )
 
 
-def _asker(callback: Callable[..., Any] | None) -> Callable[[Any], Any]:
+_ASYNC_CALLBACK = ("code_callback is a coroutine function, which the blocking BambuAuthenticator cannot await: "
+                   "pass a plain function, or use AsyncBambuAuthenticator")
+
+
+def _asker(callback: Callable[..., Any] | None, *, blocking: bool = False) -> Callable[[Any], Any]:
+    """``ask(request)`` for a flow. ``blocking``: an async callback is refused before anything is sent
+    (and a coroutine returned anyway is closed, never sent as the code)."""
+    if blocking and callback is not None and inspect.iscoroutinefunction(callback):
+        raise UnsupportedError(_ASYNC_CALLBACK)
+
     def ask(request: CodeRequest) -> Any:
         if callback is None:
             what = "an emailed code" if request.kind == "email" else "a two-factor code"
             raise AuthenticationError(f"this account needs {what} to log in: pass code_callback")
-        return callback(request) if _wants_argument(callback) else callback()
+        value = callback(request) if _wants_argument(callback) else callback()
+        if blocking and inspect.isawaitable(value):
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
+            raise UnsupportedError(_ASYNC_CALLBACK)
+        return value
 
     return ask
 
@@ -486,10 +502,12 @@ class BambuAuthenticator(_AuthBase):
 
     @property
     def api_url(self) -> str:
+        """The HTTP API's base URL (the region's, or ``api_url=``)."""
         return self._session.api_url
 
     @property
     def web_url(self) -> str:
+        """The web site's base URL, where login pages live (the region's, or ``web_url=``)."""
         return self._session.web_url
 
     def login(
@@ -502,7 +520,7 @@ class BambuAuthenticator(_AuthBase):
         """
         flow = login_flow(username.strip(), password, self.region, request_code=request_code,
                           attempts=self.code_attempts)
-        return self._session.run(flow, _asker(code_callback))
+        return self._session.run(flow, _asker(code_callback, blocking=True))
 
     def send_code(self, username: str) -> None:
         """Have the cloud email a login code to ``username``."""
@@ -539,9 +557,10 @@ class BambuAuthenticator(_AuthBase):
         """
         flow = token_file_flow(_path(token_file), username, password, self.region,
                                request_code=request_code, attempts=self.code_attempts)
-        return self._session.run(flow, _asker(code_callback))
+        return self._session.run(flow, _asker(code_callback, blocking=True))
 
     def close(self) -> None:
+        """Close the HTTP client (unless it is yours)."""
         self._session.close()
 
     def __enter__(self) -> BambuAuthenticator:
@@ -576,32 +595,44 @@ class AsyncBambuAuthenticator(_AuthBase):
 
     @property
     def api_url(self) -> str:
+        """The HTTP API's base URL (the region's, or ``api_url=``)."""
         return self._session.api_url
 
     @property
     def web_url(self) -> str:
+        """The web site's base URL, where login pages live (the region's, or ``web_url=``)."""
         return self._session.web_url
 
     async def login(
         self, username: str, password: str, code_callback: CodeCallback | None = None, *, request_code: bool = True
     ) -> Token:
+        """Log in with e-mail and password (and a code when the account needs one).
+
+        ``request_code=False`` skips emailing a code for ``verifyCode`` accounts: use it when
+        ``code_callback`` returns a code that was emailed before (it is asked first).
+        """
         flow = login_flow(username.strip(), password, self.region, request_code=request_code,
                           attempts=self.code_attempts)
         return await self._session.run(flow, _asker(code_callback))
 
     async def send_code(self, username: str) -> None:
+        """Have the cloud email a login code to ``username``."""
         await self._session.call(ep.SEND_EMAIL_CODE, None, email=username.strip())
 
     async def login_with_code(self, username: str, code: str) -> Token:
+        """Log in with an emailed code you already have."""
         return await self._session.run(code_login_flow(username.strip(), code.strip(), self.region), _asker(None))
 
     async def verify_token(self, token: Token | str) -> bool:
+        """True when the cloud accepts the token (``GET .../my/preference``); False on 401."""
         return await self._session.run(verify_flow(self._access(token)), _asker(None))
 
     async def refresh(self, token: Token | str) -> Token:
+        """A fresh token; :class:`~bambulab.exceptions.TokenExpiredError` when the cloud refuses."""
         return await self._session.run(refresh_flow(self._token(token)), _asker(None))
 
     async def uid(self, token: Token | str) -> int:
+        """The account's numeric uid (from a JWT token, else ``GET .../my/preference``)."""
         return await self._session.run(uid_flow(self._access(token)), _asker(None))
 
     async def get_or_create_token(
@@ -613,11 +644,16 @@ class AsyncBambuAuthenticator(_AuthBase):
         *,
         request_code: bool = True,
     ) -> Token:
+        """The token in ``token_file`` if the cloud accepts it (refreshed if possible), else a new login.
+
+        A new token is written atomically with mode 0600 from creation.
+        """
         flow = token_file_flow(_path(token_file), username, password, self.region,
                                request_code=request_code, attempts=self.code_attempts)
         return await self._session.run(flow, _asker(code_callback))
 
     async def aclose(self) -> None:
+        """Close the HTTP client (unless it is yours)."""
         await self._session.aclose()
 
     async def __aenter__(self) -> AsyncBambuAuthenticator:

@@ -59,6 +59,7 @@ from bambulab.cloud.models import (
     UploadResult,
     UploadTarget,
 )
+from bambulab.compat.cloud import LegacyClientMixin
 from bambulab.exceptions import CloudError
 
 if TYPE_CHECKING:
@@ -124,8 +125,11 @@ class _ClientBase:
         return self._token
 
 
-class BambuClient(_ClientBase):
-    """Blocking client of the Bambu cloud HTTP API. ``with BambuClient(token) as cloud: ...``."""
+class BambuClient(LegacyClientMixin, _ClientBase):
+    """Blocking client of the Bambu cloud HTTP API. ``with BambuClient(token) as cloud: ...``.
+
+    It also answers to the older package's names (``get_devices()`` ...: :mod:`bambulab.compat.cloud`).
+    """
 
     def __init__(
         self,
@@ -146,18 +150,22 @@ class BambuClient(_ClientBase):
 
     @property
     def api_url(self) -> str:
+        """The HTTP API's base URL (the region's, or ``api_url=``)."""
         return self._session.api_url
 
     @property
     def web_url(self) -> str:
+        """The web site's base URL, where login pages live (the region's, or ``web_url=``)."""
         return self._session.web_url
 
     @property
     def region(self) -> str:
+        """``"global"`` or ``"china"``."""
         return self._session.region
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._session.closed
 
     def _call(self, endpoint: ep.Endpoint[T], **args: Any) -> T:
@@ -166,6 +174,7 @@ class BambuClient(_ClientBase):
     # -- account -----------------------------------------------------------------------------
 
     def preference(self) -> Preference:
+        """The account's preferences (``GET /my/preference``): the uid and the display name among them."""
         return self._call(ep.PREFERENCE)
 
     def uid(self) -> int:
@@ -175,6 +184,7 @@ class BambuClient(_ClientBase):
         return self._uid
 
     def profile(self) -> Profile:
+        """The account's profile (``GET /my/profile``): name, avatar, e-mail."""
         return self._call(ep.PROFILE)
 
     def messages(self, *, type: int | None = None, after: int | None = None, limit: int = 20) -> list[Message]:
@@ -214,7 +224,8 @@ class BambuClient(_ClientBase):
         return self._call(ep.TASKS, device_id=device_id, after=after, limit=limit)
 
     def tasks(self, device_id: str | None = None, limit: int = 20, *, max_tasks: int | None = None) -> Iterator[Task]:
-        """Every task in the history, newest first, fetched ``limit`` (at most 100) per page."""
+        """Every task in the history, newest first, fetched ``limit`` (at most 100) per page (``for`` on the
+        blocking client, ``async for`` on the async one)."""
         after: int | None = None
         count = 0
         while True:
@@ -258,12 +269,15 @@ class BambuClient(_ClientBase):
     # -- projects and uploads ----------------------------------------------------------------
 
     def projects(self) -> list[Project]:
+        """The account's cloud projects (``GET /my/projects``)."""
         return self._call(ep.PROJECTS)
 
     def project(self, project_id: str) -> ProjectDetail:
+        """One project with its plates and files."""
         return self._call(ep.PROJECT, project_id=project_id)
 
     def create_project(self, name: str) -> ProjectCreated:
+        """Create an empty project named ``name``: its ids, and the URL and ticket to upload its file."""
         return self._call(ep.CREATE_PROJECT, name=name)
 
     def set_project_file(self, project_id: str, profile_id: str, url: str, *, md5: str = "", plate: int = 1) -> None:
@@ -275,6 +289,7 @@ class BambuClient(_ClientBase):
         return self._call(ep.NOTIFICATION, ticket=ticket, action=action)
 
     def notify_upload(self, ticket: str) -> None:
+        """Tell the cloud an upload for ``ticket`` has finished (poll :meth:`notification` next)."""
         self._call(ep.NOTIFY_UPLOAD, ticket=ticket)
 
     def upload_url(self, filename: str, size: int | None = None) -> UploadTarget:
@@ -302,9 +317,11 @@ class BambuClient(_ClientBase):
     # -- slicer presets ----------------------------------------------------------------------
 
     def slicer_settings(self, version: str = DEFAULT_SLICER_VERSION) -> SlicerSettings:
+        """The slicer presets (public and your private ones) for a Bambu Studio ``version``."""
         return self._call(ep.SLICER_SETTINGS, version=version)
 
     def slicer_setting(self, setting_id: str) -> SlicerSettingDetail:
+        """One slicer preset with all its values."""
         return self._call(ep.SLICER_SETTING, setting_id=setting_id)
 
     def delete_slicer_setting(self, setting_id: str) -> None:
@@ -350,18 +367,22 @@ class AsyncBambuClient(_ClientBase):
 
     @property
     def api_url(self) -> str:
+        """The HTTP API's base URL (the region's, or ``api_url=``)."""
         return self._session.api_url
 
     @property
     def web_url(self) -> str:
+        """The web site's base URL, where login pages live (the region's, or ``web_url=``)."""
         return self._session.web_url
 
     @property
     def region(self) -> str:
+        """``"global"`` or ``"china"``."""
         return self._session.region
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._session.closed
 
     async def _call(self, endpoint: ep.Endpoint[T], **args: Any) -> T:
@@ -370,50 +391,62 @@ class AsyncBambuClient(_ClientBase):
     # -- account -----------------------------------------------------------------------------
 
     async def preference(self) -> Preference:
+        """The account's preferences (``GET /my/preference``): the uid and the display name among them."""
         return await self._call(ep.PREFERENCE)
 
     async def uid(self) -> int:
+        """The numeric account id (cloud MQTT logs in as ``u_<uid>``); cached."""
         if self._uid is None:
             self._uid = (await self.preference()).uid
         return self._uid
 
     async def profile(self) -> Profile:
+        """The account's profile (``GET /my/profile``): name, avatar, e-mail."""
         return await self._call(ep.PROFILE)
 
     async def messages(self, *, type: int | None = None, after: int | None = None, limit: int = 20) -> list[Message]:
+        """Account messages, newest first (type 6: a print finished or failed)."""
         return await self._call(ep.MESSAGES, type=type, after=after, limit=limit)
 
     # -- devices -----------------------------------------------------------------------------
 
     async def devices(self) -> list[Device]:
+        """The printers bound to the account (access codes stripped, hidden from ``repr``)."""
         return await self._call(ep.DEVICES)
 
     async def print_status(self) -> list[PrintStatus]:
+        """Live print state per device."""
         return await self._call(ep.PRINT_STATUS, force=True)
 
     async def firmware(self, dev_id: str) -> FirmwareInfo:
+        """Installed firmware of one device and the versions offered."""
         return await self._call(ep.FIRMWARE, dev_id=dev_id)
 
     async def firmware_versions(self) -> dict[str, FirmwareInfo]:
+        """:meth:`firmware` for every bound device, by serial."""
         devices = await self.devices()
         infos = await asyncio.gather(*(self.firmware(d.dev_id) for d in devices))
         return {d.dev_id: info for d, info in zip(devices, infos, strict=True)}
 
     async def rename_device(self, dev_id: str, name: str) -> None:
+        """Change a device's name in the cloud (the printer's own name stays)."""
         await self._call(ep.RENAME_DEVICE, dev_id=dev_id, name=name)
 
     async def camera_credentials(self, dev_id: str) -> CameraCredentials:
+        """Credentials for the cloud (TUTK relay) camera; secrets are hidden from ``repr``."""
         return await self._call(ep.CAMERA_CREDENTIALS, dev_id=dev_id)
 
     # -- print history -----------------------------------------------------------------------
 
     async def task_page(self, device_id: str | None = None, *, after: int | None = None, limit: int = 20) -> TaskPage:
+        """One page of the print history (tasks with ids below ``after``), newest first."""
         return await self._call(ep.TASKS, device_id=device_id, after=after, limit=limit)
 
     async def tasks(
         self, device_id: str | None = None, limit: int = 20, *, max_tasks: int | None = None
     ) -> AsyncIterator[Task]:
-        """``async for task in cloud.tasks(): ...``: the whole history, page by page."""
+        """Every task in the history, newest first, fetched ``limit`` (at most 100) per page (``for`` on the
+        blocking client, ``async for`` on the async one)."""
         after: int | None = None
         count = 0
         while True:
@@ -445,6 +478,11 @@ class AsyncBambuClient(_ClientBase):
         ams_mapping: list[int] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> int:
+        """Start a cloud print (``POST /my/task``); returns the new task id. Never retried.
+
+        The project's file for ``plate_index`` must be registered first
+        (:meth:`set_project_file`), or the cloud records the task without printing.
+        """
         body = _task_body(device_id, title, project_id, model_id, profile_id, plate_index, mode, bed_type,
                           use_ams, ams_mapping, extra)
         return await self._call(ep.CREATE_TASK, **body)
@@ -452,30 +490,43 @@ class AsyncBambuClient(_ClientBase):
     # -- projects and uploads ----------------------------------------------------------------
 
     async def projects(self) -> list[Project]:
+        """The account's cloud projects (``GET /my/projects``)."""
         return await self._call(ep.PROJECTS)
 
     async def project(self, project_id: str) -> ProjectDetail:
+        """One project with its plates and files."""
         return await self._call(ep.PROJECT, project_id=project_id)
 
     async def create_project(self, name: str) -> ProjectCreated:
+        """Create an empty project named ``name``: its ids, and the URL and ticket to upload its file."""
         return await self._call(ep.CREATE_PROJECT, name=name)
 
     async def set_project_file(
         self, project_id: str, profile_id: str, url: str, *, md5: str = "", plate: int = 1
     ) -> None:
+        """Register an uploaded 3MF (its upload URL) as the print file of a project's plate."""
         await self._call(ep.SET_PROJECT_FILE, project_id=project_id, profile_id=profile_id, url=url, md5=md5,
                          plate=plate)
 
     async def notification(self, ticket: str, *, action: str = "upload") -> Notification:
+        """State of an upload ticket: ``.done`` once the file has arrived."""
         return await self._call(ep.NOTIFICATION, ticket=ticket, action=action)
 
     async def notify_upload(self, ticket: str) -> None:
+        """Tell the cloud an upload for ``ticket`` has finished (poll :meth:`notification` next)."""
         await self._call(ep.NOTIFY_UPLOAD, ticket=ticket)
 
     async def upload_url(self, filename: str, size: int | None = None) -> UploadTarget:
+        """Presigned URLs to PUT a file (and its size record) to the cloud's object store."""
         return await self._call(ep.UPLOAD_URL, filename=filename, size=size)
 
     async def upload_file(self, path: str | os.PathLike[str], filename: str | None = None) -> UploadResult:
+        """Upload a file through presigned URLs and check it arrived intact.
+
+        Asks for the URLs (with the size), PUTs the bytes without a Content-Type (the URL is
+        signed for none), checks the returned ETag against the file's MD5, then PUTs the size in
+        decimal to the size URL when the cloud gave one.
+        """
         source, name, size = await asyncio.to_thread(_file_info, path, filename)
         md5 = await asyncio.to_thread(_md5_file, source)
         target = await self.upload_url(name, size)
@@ -490,17 +541,21 @@ class AsyncBambuClient(_ClientBase):
     # -- slicer presets ----------------------------------------------------------------------
 
     async def slicer_settings(self, version: str = DEFAULT_SLICER_VERSION) -> SlicerSettings:
+        """The slicer presets (public and your private ones) for a Bambu Studio ``version``."""
         return await self._call(ep.SLICER_SETTINGS, version=version)
 
     async def slicer_setting(self, setting_id: str) -> SlicerSettingDetail:
+        """One slicer preset with all its values."""
         return await self._call(ep.SLICER_SETTING, setting_id=setting_id)
 
     async def delete_slicer_setting(self, setting_id: str) -> None:
+        """Delete one of your private presets (never retried)."""
         await self._call(ep.DELETE_SLICER_SETTING, setting_id=setting_id)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        """Close the HTTP client (unless it is yours). Calls after this raise."""
         await self._session.aclose()
 
     async def __aenter__(self) -> AsyncBambuClient:

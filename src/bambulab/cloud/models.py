@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
+from bambulab.compat._upload import LegacyRawKeys, LegacyUploadKeys
+
 __all__ = [
     "CameraCredentials",
     "Device",
@@ -246,6 +248,8 @@ class PrintStatus(_Model):
 
 @dataclass(frozen=True)
 class FirmwareUpdate(_Model):
+    """One firmware version the cloud offers for a device (``url`` is the signed manifest)."""
+
     version: str
     force_update: bool
     url: str
@@ -531,7 +535,7 @@ class ProjectDetail(Project):
 
 
 @dataclass(frozen=True)
-class ProjectCreated(_Model):
+class ProjectCreated(LegacyRawKeys, _Model):
     """The answer to creating a project: ids, and where to upload its config file."""
 
     _secret_fields = ("upload_url", "upload_ticket")
@@ -576,8 +580,12 @@ class UploadTarget(_Model):
 
 
 @dataclass(frozen=True)
-class UploadResult(_Model):
-    """A finished upload: what was stored, checked against the object store's ETag (MD5)."""
+class UploadResult(LegacyUploadKeys, _Model):
+    """A finished upload: what was stored, checked against the object store's ETag (MD5).
+
+    Also readable as the older package's dict (``result["file_url"]``, see
+    :class:`bambulab.compat._upload.LegacyUploadKeys`).
+    """
 
     _secret_fields = ("url",)
 

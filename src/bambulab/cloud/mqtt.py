@@ -25,12 +25,14 @@ async with CloudConnection(token, devices=["01P00A123456789"]) as cloud:
   the broker refuses (not bound to this account) raises :class:`~bambulab.exceptions.CloudError`
   (``code="not_bound"``) from :meth:`CloudConnection.connect` or :meth:`CloudConnection.add`; if
   it happens on a reconnect (the device was unbound meanwhile), only that printer stops for good.
-* **Printers**: :class:`CloudPrinter` is a :class:`~bambulab.printer.BasePrinter`, so ``state``,
-  ``status``, ``events()``, ``command()``, ``wait_for()``, ``refresh()`` and the convenience
-  commands (``pause()``, ``set_light()``, ``gcode()`` ...) behave as on the LAN
-  :class:`~bambulab.printer.Printer`. Commands are published to ``device/{serial}/request``; the
-  broker relays them unchanged and the printer's acknowledgement comes back on the report topic.
-  FTPS and the camera are LAN services: a cloud printer has neither.
+* **Printers**: :class:`CloudPrinter` is a :class:`~bambulab.printer.Printer` whose link is its
+  share of this connection (:class:`CloudLink`), so ``state``, ``status``, ``events()``,
+  ``command()``, ``wait_for()``, ``refresh()`` and the convenience commands (``pause()``,
+  ``set_light()``, ``gcode()`` ...) behave as on the LAN. Commands are published to
+  ``device/{serial}/request``; the broker relays them unchanged and the printer's
+  acknowledgement comes back on the report topic. FTPS and the camera are LAN services: a cloud
+  printer has neither (``endpoint``, ``files``, ``camera`` raise
+  :class:`~bambulab.exceptions.UnsupportedError`).
 * **Sequence ids**: our own increasing ids, not the ``"0"`` that commands originated *by the
   cloud service* carry (PROTOCOL.md §1.6, §5). The broker relays ids untouched, and every client
   of the account (the phone app, Studio) sees every acknowledgement, so a unique id is the only
@@ -61,13 +63,11 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import ssl
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, Final, Protocol
 
-from bambulab._lifecycle import AsyncResource, backoff_delay
-from bambulab.events import ConnectionLost, ConnectionRestored
+from bambulab._lifecycle import AsyncResource
 from bambulab.exceptions import (
     AuthenticationError,
     BambuConnectionError,
@@ -77,14 +77,15 @@ from bambulab.exceptions import (
     NotConnectedError,
     TokenExpiredError,
 )
-from bambulab.printer import BasePrinter, _dumps, _is_full
+from bambulab.link import Clock, LinkClient, LoopClock, Session, Supervisor, Watchdog, WatchdogVerdict, dumps
+from bambulab.printer import Printer
 from bambulab.protocol import commands as cmd
 from bambulab.protocol.models import PrinterModel, model_by_code
-from bambulab.protocol.state import is_status_report
+from bambulab.protocol.state import is_full_report, is_status_report
 from bambulab.transports.mqtt import MqttConnection, SubscriptionRefusedError
-from bambulab.transports.tls import PrinterCertificateError
+from bambulab.transports.tls import PrinterCertificateError, cloud_ssl_context
 
-__all__ = ["BROKERS", "CloudConnection", "CloudPrinter", "uid_from_token"]
+__all__ = ["BROKERS", "CloudConnection", "CloudLink", "CloudPrinter", "uid_from_token"]
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +152,13 @@ def _region(region: str) -> str:
         raise ValueError(f"unknown region {region!r}: use 'global' or 'china'") from None
 
 
-class CloudPrinter(BasePrinter):
+class CloudPrinter(Printer):
     """One printer reached through an account's :class:`CloudConnection` (see the module docstring).
 
-    Made by :meth:`CloudConnection.add` or the ``devices`` argument; :meth:`close` removes just this
-    printer from the connection.
+    A :class:`~bambulab.printer.Printer` whose link is its share of the account connection
+    (:class:`CloudLink`). Made by :meth:`CloudConnection.add` or the ``devices`` argument;
+    :meth:`close` removes just this printer from the connection.
     """
-
-    _link_name: ClassVar[str] = "the Bambu cloud"
 
     def __init__(
         self,
@@ -169,69 +169,99 @@ class CloudPrinter(BasePrinter):
         command_timeout: float = 10.0,
         pushall_interval: float = 3.0,
     ) -> None:
-        super().__init__(serial, model=model, command_timeout=command_timeout, pushall_interval=pushall_interval)
-        self._cloud = cloud
-        self._offline = False  # known silent: the next report triggers a pushall, the full report restores
-        self._offline_since: float | None = None  # loop time
-        self._announced = False  # a ConnectionLost was emitted and no ConnectionRestored yet
-        self._greeting = False
-        self._pushall_handle: asyncio.TimerHandle | None = None
-        self._seen = 0
-        self._changed_at = 0.0
-        self._nudged = False
-
-    def __repr__(self) -> str:
-        where = f"{self._cloud.host}:{self._cloud.port}"
-        return f"<CloudPrinter {self._model_name()} {self._serial} via {where} {self._repr_state()}>"
-
-    def _repr_state(self) -> str:
-        state = super()._repr_state()
-        if state == "disconnected" and self._offline and self._cloud.connected:
-            return "offline"
-        return state
+        self._cloud_link = CloudLink(cloud, serial)
+        self._setup(
+            serial, self._cloud_link, model=model, command_timeout=command_timeout, pushall_interval=pushall_interval
+        )
 
     @property
     def cloud(self) -> CloudConnection:
         """The account connection this printer goes through."""
-        return self._cloud
+        return self._cloud_link.connection
+
+    @property
+    def link(self) -> CloudLink:
+        """This printer's share of the account connection."""
+        return self._cloud_link
 
     @property
     def online(self) -> bool:
         """Whether the printer reports through the cloud (False while offline or disconnected)."""
         return self.connected
 
+
+class CloudLink:
+    """One printer's share of a :class:`CloudConnection` (a :class:`~bambulab.link.PrinterLink`).
+
+    The connection runs the MQTT session and its reconnects for every printer; the link tracks
+    whether this printer reports through it (offline after ``command_timeout`` without an answer
+    to the greeting, after ``watchdog`` of silence, or when the cloud says it disconnected).
+    """
+
+    name: Final = "the Bambu cloud"
+
+    def __init__(self, connection: CloudConnection, serial: str) -> None:
+        self.connection = connection
+        self._key = serial.strip().upper()
+        self.report_topic = f"device/{self._key}/report"
+        self._client: LinkClient | None = None
+        self._offline = False  # known silent: the next report triggers a pushall, the full report restores
+        self._offline_since: float | None = None  # loop time
+        self._greeting = False
+        self._watchdog = Watchdog(connection.watchdog)
+
+    def __repr__(self) -> str:
+        return f"<CloudLink {self._key} {self.where}>"
+
+    @property
+    def printer(self) -> LinkClient:
+        if self._client is None:
+            raise RuntimeError("the link is not attached to a printer")
+        return self._client
+
+    @property
+    def where(self) -> str:
+        return f"via {self.connection.host}:{self.connection.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self.connection.connected
+
+    @property
+    def offline(self) -> bool:
+        return self._offline
+
+    def attach(self, client: LinkClient) -> None:
+        self._client = client
+
     async def connect(self) -> None:
         """Connect the account's connection if it is not connected yet (it serves every printer)."""
-        self._check_open()
-        await self._cloud.connect()
+        await self.connection.connect()
 
-    async def _close_link(self) -> None:
-        if self._pushall_handle is not None:
-            self._pushall_handle.cancel()
-            self._pushall_handle = None
-        self._cloud._forget(self)
+    async def close(self) -> None:
+        self.connection._forget(self)
 
-    def _current_link(self) -> MqttConnection | None:
-        return self._cloud._conn
-
-    def _usable(self) -> MqttConnection:
+    def usable(self) -> bool:
         # Unlike the LAN, a printer that is offline still gets the command: the cloud cannot tell
-        # reliably, and the printer may be back. The timeout then says why (``_silence_hint``).
-        self._check_open()
-        link = self._cloud._conn
-        if link is None or not link.connected:
-            raise NotConnectedError("not connected to the Bambu cloud (connecting or waiting to reconnect)")
-        return link
+        # reliably, and the printer may be back. The timeout then says why (``silence_hint``).
+        return self.connection.connected
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        conn = self.connection._conn
+        if conn is None:
+            raise NotConnectedError("not connected to the Bambu cloud")
+        conn.send(self.printer.request_topic, dumps(self._outgoing(payload)))
 
     def _outgoing(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
         body = request.get("print")
-        uid = self._cloud.uid
+        uid = self.connection.uid
         if isinstance(body, Mapping) and body.get("command") == "gcode_line" and "user_id" not in body and uid:
             return {**request, "print": {**body, "user_id": uid}}
         return request
 
-    def _silence_hint(self) -> str:
-        if self._ready:
+    def silence_hint(self) -> str:
+        printer = self.printer
+        if printer.ready:
             return ""
         if self._offline_since is not None:
             silent = asyncio.get_running_loop().time() - self._offline_since
@@ -239,146 +269,99 @@ class CloudPrinter(BasePrinter):
         else:
             since = "since the connection was made"
         return (
-            f"; printer {self._serial} has not reported through the cloud {since}: it is probably offline "
+            f"; printer {printer.serial} has not reported through the cloud {since}: it is probably offline "
             "(switched off, or not connected to the internet)"
         )
 
     # ------------------------------------------------------------------ driven by the connection
 
-    async def _greet_cloud(self, link: MqttConnection) -> None:
+    async def greet(self) -> None:
         """After (re)subscribing: ask for the version and a full report; no answer means offline."""
+        printer = self.printer
         self._greeting = True
         try:
-            got_full, got_version = await self._greet(link)
+            got_full, got_version = await printer.greet()
         except BambuError:
             return  # the connection went down meanwhile: the supervisor takes over
         finally:
             self._greeting = False
-        if self._closed or self._fatal is not None or not link.connected:
+        if not printer.active or not self.connection.connected:
             return
-        self._reset_watchdog()
+        self._watchdog.reset(printer.messages, self.connection.clock.time())
         if got_full:
             if not got_version:
-                log.info("printer %s did not answer get_version through the cloud", self._serial)
+                log.info("printer %s did not answer get_version through the cloud", printer.serial)
             self._came_online()
         else:
             self._went_offline(
                 BambuTimeoutError(
-                    f"printer {self._serial} sent no report through the cloud within {self._command_timeout:g} s: "
+                    f"printer {printer.serial} sent no report through the cloud within {printer.command_timeout:g} s: "
                     "it is probably offline"
                 )
             )
 
+    def receive(self, payload: bytes) -> None:
+        printer = self.printer
+        message = printer.decode(payload)
+        if message is None:
+            return
+        event = message.get("event")
+        if isinstance(event, dict):
+            self._cloud_event(event)
+        printer.handle(message)
+        if not self._offline or self._greeting or not printer.active:
+            return
+        section = message.get("print")
+        if is_full_report(section):
+            self._came_online()
+        elif is_status_report(section) or message.get("info") is not None:
+            printer.request_full()
+
+    def tick(self, now: float, conn: MqttConnection) -> None:
+        """The connection's watchdog, once per interval for every printer."""
+        printer = self.printer
+        verdict = self._watchdog.check(printer.messages, now, armed=printer.ready and not self._greeting)
+        if verdict is WatchdogVerdict.EXPIRED:
+            silence, limit = self._watchdog.silence, self._watchdog.limit
+            self._went_offline(
+                BambuTimeoutError(
+                    f"no report from printer {printer.serial} through the cloud for {silence:.0f} s "
+                    f"(watchdog {limit:g} s): it is probably offline"
+                )
+            )
+        elif verdict is WatchdogVerdict.NUDGE:
+            log.debug(
+                "printer %s silent for %.1f s: sending pushing.start through the cloud",
+                printer.serial, self._watchdog.silence,
+            )
+            with contextlib.suppress(BambuError):
+                conn.send(printer.request_topic, dumps(cmd.start_pushing(printer.sequence)))
+
     def _came_online(self) -> None:
+        was_offline = self._offline
         self._offline = False
         self._offline_since = None
-        self._ready = True
-        self.connections += 1
-        if self._pushall_handle is not None:
-            self._pushall_handle.cancel()
-            self._pushall_handle = None
-        self._reset_watchdog()
-        if self._announced:
-            self._announced = False
-            log.info("printer %s reports through the cloud again", self._serial)
-            self._emit(ConnectionRestored(self._serial, self.status))
+        self._watchdog.reset(self.printer.messages, self.connection.clock.time())
+        if was_offline:
+            log.info("printer %s reports through the cloud again", self.printer.serial)
+        self.printer.up()
 
     def _went_offline(self, error: BambuError) -> None:
         if self._offline:
             return
         self._offline = True
         self._offline_since = asyncio.get_running_loop().time()
-        self._ready = False
-        log.info("printer %s is offline: %s", self._serial, error)
-        if not self._announced:
-            self._announced = True
-            self._emit(ConnectionLost(self._serial, error, True))
-
-    def _link_down(self, reason: BaseException | None) -> None:
-        """The account's connection closed: fail what waits on it (commands, full reports)."""
-        self._connection_lost(reason)
-        if self._pushall_handle is not None:
-            self._pushall_handle.cancel()
-            self._pushall_handle = None
-
-    def _announce_lost(self, reason: BaseException | None, reconnecting: bool) -> None:
-        """Tell the event streams, once, that the printer is out of reach."""
-        if not self._announced and not self._closed and self._fatal is None:
-            self._announced = True
-            self._emit(ConnectionLost(self._serial, reason, reconnecting))
-
-    def _stop(self, error: BaseException) -> None:
-        """Stop for good (token expired, device unbound): streams end, later calls raise ``error``."""
-        if self._closed or self._fatal is not None:
-            return
-        self._ready = False
-        self._emit(ConnectionLost(self._serial, error, False))
-        self._stop_for_good(error)
-
-    def _reset_watchdog(self) -> None:
-        self._seen = self.messages
-        self._changed_at = asyncio.get_running_loop().time()
-        self._nudged = False
-
-    def _tick(self, now: float, watchdog: float, link: MqttConnection) -> None:
-        """The connection's watchdog, once per interval for every printer."""
-        if self.messages != self._seen:
-            self._seen, self._changed_at, self._nudged = self.messages, now, False
-            return
-        if not self._ready or self._greeting:
-            return
-        silence = now - self._changed_at
-        if silence >= watchdog:
-            self._went_offline(
-                BambuTimeoutError(
-                    f"no report from printer {self._serial} through the cloud for {silence:.0f} s "
-                    f"(watchdog {watchdog:g} s): it is probably offline"
-                )
-            )
-        elif silence >= watchdog / 2 and not self._nudged:
-            self._nudged = True
-            log.debug("printer %s silent for %.1f s: sending pushing.start through the cloud", self._serial, silence)
-            with contextlib.suppress(BambuError):
-                link.send(self._request_topic, _dumps(cmd.start_pushing(self._seq)))
-
-    def _handle(self, message: dict[str, Any]) -> None:
-        event = message.get("event")
-        if isinstance(event, dict):
-            self._cloud_event(event)
-        super()._handle(message)
-        if not self._offline or self._greeting or self._closed or self._fatal is not None:
-            return
-        section = message.get("print")
-        if _is_full(section):
-            self._came_online()
-        elif is_status_report(section) or message.get("info") is not None:
-            self._want_full()
+        log.info("printer %s is offline: %s", self.printer.serial, error)
+        self.printer.lost(error, True)
 
     def _cloud_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "client.disconnected" and self._ready:
+        if kind == "client.disconnected" and self.printer.ready:
             self._went_offline(
-                BambuConnectionError(f"the cloud reports that printer {self._serial} disconnected from it")
+                BambuConnectionError(f"the cloud reports that printer {self.printer.serial} disconnected from it")
             )
         elif kind == "client.connected" and self._offline:
-            self._want_full()
-
-    def _want_full(self) -> None:
-        """An offline printer spoke: fetch a full report (one pushall in flight, rate-limited)."""
-        if self._pushall_handle is not None:
-            return
-        loop = asyncio.get_running_loop()
-        wait = self._last_pushall + self._pushall_interval - loop.time()
-        self._pushall_handle = loop.call_later(max(0.0, wait), self._send_pushall)
-
-    def _send_pushall(self) -> None:
-        self._pushall_handle = None
-        link = self._cloud._conn
-        if not self._offline or self._closed or self._fatal is not None or link is None or not link.connected:
-            return
-        with contextlib.suppress(BambuError):
-            link.send(self._request_topic, _dumps(cmd.pushall(self._seq)))
-            self._last_pushall = asyncio.get_running_loop().time()
+            self.printer.request_full()
 
 
 class CloudConnection(AsyncResource):
@@ -410,6 +393,7 @@ class CloudConnection(AsyncResource):
         pushall_interval: float = 3.0,
         reconnect: bool = True,
         backoff: tuple[float, float] = (1.0, 60.0),
+        clock: Clock | None = None,
     ) -> None:
         access = token if isinstance(token, str) else getattr(token, "access_token", None)
         if not isinstance(access, str) or not access.strip():
@@ -426,7 +410,7 @@ class CloudConnection(AsyncResource):
         self._uid: str | None = _normalize_uid(given) if given is not None else uid_from_token(self._token)
         self._host = host or BROKERS[self._region]
         self._port = port
-        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context or cloud_ssl_context()
         self._server_hostname = server_hostname
         self._api_url = api_url
         self._command_timeout = command_timeout
@@ -434,14 +418,22 @@ class CloudConnection(AsyncResource):
         self._keepalive = keepalive
         self._watchdog = watchdog
         self._pushall_interval = pushall_interval
-        self._reconnect = reconnect
-        self._backoff = backoff
-        self._rng = random.Random()
+        self._clock: Clock = clock or LoopClock()
+        self._supervisor = Supervisor(
+            name="the Bambu cloud",
+            open=lambda: self._open(first=False),
+            tick=self._tick,
+            on_lost=self._on_lost,
+            on_stop=self._stop_all,
+            watchdog=watchdog,
+            reconnect=reconnect,
+            backoff=backoff,
+            clock=self._clock,
+        )
         self._list_devices = devices is None
         self._printers: dict[str, CloudPrinter] = {}
-        self._routes: dict[str, CloudPrinter] = {}
+        self._routes: dict[str, CloudLink] = {}
         self._conn: MqttConnection | None = None
-        self._supervisor: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock | None = None
         self._closed = False
         self._fatal: BaseException | None = None
@@ -487,6 +479,16 @@ class CloudConnection(AsyncResource):
         return self._port
 
     @property
+    def watchdog(self) -> float:
+        """Seconds of silence after which a printer counts as offline."""
+        return self._watchdog
+
+    @property
+    def clock(self) -> Clock:
+        """Where the watchdog and the backoff read the time."""
+        return self._clock
+
+    @property
     def connected(self) -> bool:
         conn = self._conn
         return conn is not None and conn.connected
@@ -526,22 +528,18 @@ class CloudConnection(AsyncResource):
             self._connecting = asyncio.Lock()
         async with self._connecting:
             self._check_open()
-            if self._supervisor is not None:
+            if self._supervisor.running:
                 return
             await self._prepare()
-            conn, lost = await self._open(first=True)
-            self._supervisor = asyncio.create_task(self._supervise(conn, lost), name="bambulab-cloud-mqtt")
+            session = await self._open(first=True)
+            self._supervisor.start(session, task_name="bambulab-cloud-mqtt")
 
     async def close(self) -> None:
         """Disconnect for good and close every printer."""
         if self._closed:
             return
         self._closed = True
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._supervisor.stop()
         for printer in list(self._printers.values()):
             await printer.close()
         conn, self._conn = self._conn, None
@@ -560,12 +558,12 @@ class CloudConnection(AsyncResource):
         printer = self._register(key, model)
         conn = self._conn
         if conn is not None and conn.connected:
-            refused = await self._subscribe([printer], conn)
+            link = self._routes[f"device/{key}/report"]
+            refused = await self._subscribe([link], conn)
             if refused:
-                self._forget(printer)
                 await printer.close()
                 raise refused[0][1]
-            await printer._greet_cloud(conn)
+            await link.greet()
         return printer
 
     async def remove(self, serial: str) -> None:
@@ -581,14 +579,19 @@ class CloudConnection(AsyncResource):
             self, serial, model=model, command_timeout=self._command_timeout, pushall_interval=self._pushall_interval
         )
         self._printers[printer.serial] = printer
-        self._routes[printer._report_topic] = printer
+        self._routes[printer.link.report_topic] = printer.link
         return printer
 
-    def _forget(self, printer: CloudPrinter) -> None:
-        if self._printers.get(printer.serial) is printer:
-            del self._printers[printer.serial]
-        if self._routes.get(printer._report_topic) is printer:
-            del self._routes[printer._report_topic]
+    def _links(self) -> list[CloudLink]:
+        return [printer.link for printer in self._printers.values()]
+
+    def _forget(self, link: CloudLink) -> None:
+        serial = link.printer.serial
+        found = self._printers.get(serial)
+        if found is not None and found.link is link:
+            del self._printers[serial]
+        if self._routes.get(link.report_topic) is link:
+            del self._routes[link.report_topic]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -619,7 +622,7 @@ class CloudConnection(AsyncResource):
                     if device.dev_id and device.dev_id.upper() not in self._printers:
                         self._register(device.dev_id, model)
 
-    async def _open(self, *, first: bool) -> tuple[MqttConnection, asyncio.Future[BaseException | None]]:
+    async def _open(self, *, first: bool) -> Session:
         """Connect, subscribe every device (one SUBSCRIBE each), greet them all."""
         if self._uid is None:  # pragma: no cover - _prepare() found it
             raise ValueError("the account's uid is unknown: pass uid=")
@@ -650,15 +653,15 @@ class CloudConnection(AsyncResource):
                 ) from exc
             self._conn = conn
             # Printers stopped for good (unbound meanwhile) are neither subscribed nor greeted again.
-            printers = [p for p in self._printers.values() if p._fatal is None]
-            refused = await self._subscribe(printers, conn)
+            links = [link for link in self._links() if link.printer.active]
+            refused = await self._subscribe(links, conn)
             if refused and first:
                 raise refused[0][1]
-            for printer, error in refused:
+            for link, error in refused:
                 log.error("%s", error)
-                printer._stop(error)
+                link.printer.stop(error)
             self.connections += 1
-            await asyncio.gather(*(p._greet_cloud(conn) for p in self._printers.values() if p._fatal is None))
+            await asyncio.gather(*(link.greet() for link in self._links() if link.printer.active))
             if lost.done():
                 raise BambuConnectionError("the Bambu cloud broker closed the connection while it was being set up")
         except BaseException:
@@ -673,19 +676,17 @@ class CloudConnection(AsyncResource):
         )
         return conn, lost
 
-    async def _subscribe(
-        self, printers: list[CloudPrinter], conn: MqttConnection
-    ) -> list[tuple[CloudPrinter, CloudError]]:
+    async def _subscribe(self, links: list[CloudLink], conn: MqttConnection) -> list[tuple[CloudLink, CloudError]]:
         """One SUBSCRIBE per report topic (concurrently); the printers the broker refused."""
         results = await asyncio.gather(
-            *(conn.subscribe(p._report_topic, timeout=self._command_timeout) for p in printers),
+            *(conn.subscribe(link.report_topic, timeout=self._command_timeout) for link in links),
             return_exceptions=True,
         )
-        refused: list[tuple[CloudPrinter, CloudError]] = []
-        for printer, result in zip(printers, results, strict=True):
+        refused: list[tuple[CloudLink, CloudError]] = []
+        for link, result in zip(links, results, strict=True):
             if isinstance(result, SubscriptionRefusedError):
-                refused.append((printer, CloudError(
-                    f"the Bambu cloud refused the reports of printer {printer.serial}: it is not bound to account "
+                refused.append((link, CloudError(
+                    f"the Bambu cloud refused the reports of printer {link.printer.serial}: it is not bound to account "
                     f"u_{self._uid} (check the serial, or bind the printer in Bambu Handy or Studio)",
                     code="not_bound",
                 )))
@@ -694,70 +695,30 @@ class CloudConnection(AsyncResource):
         return refused
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        printer = self._routes.get(topic)
-        if printer is None:
+        link = self._routes.get(topic)
+        if link is None:
             self.unrouted += 1
             return
-        printer._on_message(topic, payload)
+        link.receive(payload)
 
     def _on_close(self, lost: asyncio.Future[BaseException | None], reason: BaseException | None) -> None:
         """The transport's close callback: fail what waits on this connection, wake the supervisor."""
-        for printer in list(self._printers.values()):
-            printer._link_down(reason)
+        for link in self._links():
+            link.printer.down(reason)
         if not lost.done():
             lost.set_result(reason)
 
-    async def _supervise(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> None:
-        """Run the printers' watchdog, and reconnect when the connection is lost."""
-        while True:
-            reason = await self._watch(conn, lost)
-            self._conn = None
-            if self._closed:
-                return
-            log.warning("lost the connection to the Bambu cloud broker %s:%d: %s", self._host, self._port,
-                        reason or "closed")
-            for printer in list(self._printers.values()):
-                printer._announce_lost(reason, self._reconnect)
-            if not self._reconnect:
-                self._stop_all(NotConnectedError("the connection to the Bambu cloud was lost (reconnect=False)"))
-                return
-            opened = await self._reconnect_loop()
-            if opened is None:
-                return
-            conn, lost = opened
+    def _tick(self, now: float, conn: MqttConnection) -> None:
+        for link in self._links():
+            link.tick(now, conn)
 
-    async def _watch(self, conn: MqttConnection, lost: asyncio.Future[BaseException | None]) -> BaseException | None:
-        loop = asyncio.get_running_loop()
-        interval = self._watchdog / 4
-        while not lost.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await asyncio.shield(lost)
-            if lost.done():
-                break
-            now = loop.time()
-            for printer in list(self._printers.values()):
-                printer._tick(now, self._watchdog, conn)
-        return lost.result()
-
-    async def _reconnect_loop(self) -> tuple[MqttConnection, asyncio.Future[BaseException | None]] | None:
-        initial, maximum = self._backoff
-        attempt = 0
-        while not self._closed:
-            await asyncio.sleep(backoff_delay(attempt, initial, maximum, self._rng))
-            attempt += 1
-            try:
-                return await self._open(first=False)
-            except AuthenticationError as exc:
-                log.error("the Bambu cloud refused the reconnect: %s; not retrying", exc)
-                self._stop_all(exc)
-                return None
-            except BambuError as exc:
-                log.info("reconnect to the Bambu cloud failed (attempt %d): %s", attempt, exc)
-        return None
+    def _on_lost(self, reason: BaseException | None, reconnecting: bool) -> None:
+        self._conn = None
+        for link in self._links():
+            link.printer.lost(reason, reconnecting)
 
     def _stop_all(self, error: BaseException) -> None:
+        self._conn = None
         self._fatal = error
-        for printer in list(self._printers.values()):
-            printer._stop(error)
-
+        for link in self._links():
+            link.printer.stop(error)

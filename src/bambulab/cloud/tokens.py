@@ -20,6 +20,17 @@ manager = TokenManager("~/.config/bambulab/proxy-tokens.json")
 custom = manager.add(real_token, name="home-assistant")   # shown once: give it to the client
 real = manager.validate(custom)                            # the real token, or None
 ```
+
+Each entry also has a **scope** (``"strict"``: only the proxy's read-only allowlist, even on a
+full-mode proxy; ``"full"``: everything the proxy's mode allows) and an optional **expiry**
+(epoch seconds); :meth:`TokenManager.lookup` returns the whole :class:`TokenGrant`.
+
+The older package's names work too: :meth:`TokenManager.add_token` (``custom, real``),
+:meth:`TokenManager.list_tokens` (dicts, still without secrets), and its plain
+``proxy_tokens.json`` (``{"custom": "real", ...}``), which is read and rewritten at once in this
+hashed format (or merged into another file with :meth:`TokenManager.import_legacy`). Its custom
+tokens were often short; they are accepted with a warning in the log, since refusing them would
+lock out the clients that already hold them.
 """
 
 from __future__ import annotations
@@ -28,19 +39,25 @@ import builtins
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bambulab.cloud._files import write_private
 
-__all__ = ["TokenInfo", "TokenManager"]
+__all__ = ["SCOPES", "TokenGrant", "TokenInfo", "TokenManager"]
 
+log = logging.getLogger(__name__)
+
+SCOPES = ("strict", "full")
 _VERSION = 1
+_MIN_LENGTH = 16  # characters of a custom token chosen by hand (generated ones have 43)
 _TOUCH_INTERVAL = 60.0  # seconds between writes of ``last_used`` for the same entry
+_REFRESH_INTERVAL = 1.0  # seconds between checks whether another process changed the file
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,30 @@ class TokenInfo:
     name: str
     created: float
     last_used: float | None
+    scope: str = "full"
+    expires: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires is not None and (time.time() if now is None else now) >= self.expires
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What a valid custom token grants: the real token, its scope and the entry's name."""
+
+    name: str
+    real_token: str = field(repr=False)
+    scope: str
+    expires: float | None
+
+    @property
+    def account(self) -> str:
+        """A stable, non-secret key for the real account (rate limits and caches are kept per account)."""
+        return hashlib.sha256(b"bambulab-proxy-account:" + self.real_token.encode()).hexdigest()[:24]
 
 
 @dataclass
@@ -59,9 +100,28 @@ class _Entry:
     real_token: str
     created: float
     last_used: float | None = None
+    scope: str = "full"
+    expires: float | None = None
+    written_last_used: float | None = None  # the last_used value the file holds
 
     def __repr__(self) -> str:
-        return f"_Entry(name={self.name!r}, created={self.created!r}, last_used={self.last_used!r})"
+        return (f"_Entry(name={self.name!r}, scope={self.scope!r}, created={self.created!r}, "
+                f"last_used={self.last_used!r}, expires={self.expires!r})")
+
+
+def _check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    return scope
+
+
+def _check_real(real_token: str) -> str:
+    real = real_token.strip() if isinstance(real_token, str) else ""
+    if not real:
+        raise ValueError("real_token is empty")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in real):
+        raise ValueError("real_token contains whitespace or control characters")
+    return real
 
 
 class TokenManager:
@@ -72,6 +132,8 @@ class TokenManager:
         self._key = b""
         self._entries: list[_Entry] = []
         self._dirty_since: float | None = None
+        self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the file as last read or written
+        self._checked = time.monotonic()
         self._load()
 
     # -- storage ---------------------------------------------------------------------------------
@@ -85,16 +147,72 @@ class TokenManager:
             return
         try:
             data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{self.path} is not a token file written by bambulab") from exc
+        if _is_legacy(data):
+            self._key = secrets.token_bytes(32)
+            self._entries = []
+            count = self._merge_legacy(data, scope="full")
+            self.save()  # migrate at once: the plain custom tokens must not stay on disk
+            log.warning("%s: migrated %d token(s) from the older plain format to hashed storage",
+                        self.path, count)
+            return
+        try:
             self._key = bytes.fromhex(data["key"])
             self._entries = [
-                _Entry(str(e["name"]), str(e["hash"]), str(e["real_token"]), float(e["created"]),
-                       float(e["last_used"]) if e.get("last_used") is not None else None)
+                _Entry(str(e["name"]), str(e["hash"]), _check_real(str(e["real_token"])), float(e["created"]),
+                       float(e["last_used"]) if e.get("last_used") is not None else None,
+                       _check_scope(str(e.get("scope", "full"))),
+                       float(e["expires"]) if e.get("expires") is not None else None)
                 for e in data.get("tokens", [])
             ]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{self.path} is not a token file written by bambulab") from exc
+        for entry in self._entries:
+            entry.written_last_used = entry.last_used
         if len(self._key) < 16:
             raise ValueError(f"{self.path}: the hashing key is too short")
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def refresh(self) -> bool:
+        """Re-read the file if another process changed it (``bambu proxy tokens`` while the proxy runs).
+
+        Entries come from the file; ``last_used`` times not yet written are kept. Returns True
+        when the file had changed. Every change made here re-reads first, so two processes
+        sharing one file do not undo each other's additions and revocations.
+        """
+        self._checked = time.monotonic()
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return False
+        pending = {e.digest: e.last_used for e in self._entries if e.last_used != e.written_last_used}
+        self._load()
+        for entry in self._entries:
+            used = pending.get(entry.digest)
+            if used is not None and (entry.last_used is None or used > entry.last_used):
+                entry.last_used = used
+        return True
+
+    def _merge_legacy(self, data: dict[str, str], *, scope: str) -> int:
+        count = 0
+        for custom, real in data.items():
+            if len(custom) < _MIN_LENGTH:
+                log.warning("a custom token of %d characters was accepted from the older format; "
+                            "replace it with a generated one (bambu proxy tokens add)", len(custom))
+            digest = self._digest(custom)
+            if any(hmac.compare_digest(digest, e.digest) for e in self._entries):
+                continue
+            self._entries.append(_Entry(self._free_name("imported"), digest, _check_real(real), time.time(),
+                                        scope=_check_scope(scope)))
+            count += 1
+        return count
 
     def save(self) -> None:
         """Write the file now (atomically, mode 0600)."""
@@ -104,42 +222,89 @@ class TokenManager:
             "key": self._key.hex(),
             "tokens": [
                 {"name": e.name, "hash": e.digest, "real_token": e.real_token, "created": e.created,
-                 "last_used": e.last_used}
+                 "last_used": e.last_used, "scope": e.scope, "expires": e.expires}
                 for e in self._entries
             ],
         }
         write_private(self.path, json.dumps(data, indent=2).encode() + b"\n")
+        for entry in self._entries:
+            entry.written_last_used = entry.last_used
         self._dirty_since = None
+        self._stamp = self._file_stamp()
 
     def _digest(self, custom_token: str) -> str:
         return hmac.new(self._key, custom_token.encode(), hashlib.sha256).hexdigest()
 
     # -- the API ---------------------------------------------------------------------------------
 
-    def add(self, real_token: str, name: str | None = None, custom_token: str | None = None) -> str:
+    def _free_name(self, prefix: str) -> str:
+        taken = {e.name for e in self._entries}
+        return next(f"{prefix}-{i}" for i in range(1, len(taken) + 2) if f"{prefix}-{i}" not in taken)
+
+    def add(
+        self,
+        real_token: str,
+        name: str | None = None,
+        custom_token: str | None = None,
+        *,
+        scope: str = "full",
+        expires: float | None = None,
+    ) -> str:
         """Map a new custom token to ``real_token``; returns the custom token (shown only this once).
 
         Without ``custom_token`` one is generated (``secrets.token_urlsafe(32)``). Names are unique.
+        ``scope`` is ``"strict"`` or ``"full"``; ``expires`` is an epoch time after which the token
+        no longer validates.
         """
-        if not real_token:
-            raise ValueError("real_token is empty")
+        return self._add(real_token, name, custom_token, scope=scope, expires=expires, short_ok=False)
+
+    def _add(self, real_token: str, name: str | None, custom_token: str | None, *, scope: str,
+             expires: float | None, short_ok: bool) -> str:
+        real = _check_real(real_token)
+        _check_scope(scope)
+        self.refresh()
         if name is not None and any(e.name == name for e in self._entries):
             raise ValueError(f"a token named {name!r} already exists")
-        if custom_token is not None and len(custom_token) < 16:
-            raise ValueError("a custom token must have at least 16 characters")
+        if custom_token is not None and len(custom_token) < _MIN_LENGTH:
+            if not short_ok:
+                raise ValueError(f"a custom token must have at least {_MIN_LENGTH} characters")
+            if not custom_token:
+                raise ValueError("custom_token is empty")
+            log.warning("a custom token of %d characters was accepted for compatibility; "
+                        "generated tokens have 43 (bambu proxy tokens add)", len(custom_token))
+        if expires is not None and expires <= time.time():
+            raise ValueError("expires is in the past")
         custom = custom_token or secrets.token_urlsafe(32)
         digest = self._digest(custom)
         if any(hmac.compare_digest(digest, e.digest) for e in self._entries):
             raise ValueError("that custom token is already in use")
-        if name is None:
-            taken = {e.name for e in self._entries}
-            name = next(f"token-{i}" for i in range(1, len(taken) + 2) if f"token-{i}" not in taken)
-        self._entries.append(_Entry(name, digest, real_token, time.time()))
+        self._entries.append(_Entry(name or self._free_name("token"), digest, real, time.time(),
+                                    scope=scope, expires=expires))
         self.save()
         return custom
 
+    def add_token(self, custom_token: str, real_token: str, *, name: str | None = None,
+                  scope: str = "full") -> None:
+        """The older package's call: map ``custom_token`` to ``real_token`` (short ones with a warning)."""
+        self._add(real_token, name, custom_token, scope=scope, expires=None, short_ok=True)
+
+    def import_legacy(self, path: str | os.PathLike[str], *, scope: str = "full") -> int:
+        """Merge the older package's plain ``proxy_tokens.json`` into this file; returns how many were new."""
+        source = Path(path).expanduser()
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{source}: cannot read an older proxy_tokens.json ({type(exc).__name__})") from exc
+        if not _is_legacy(data):
+            raise ValueError(f"{source} is not in the older format (a JSON object of custom -> real tokens)")
+        self.refresh()
+        count = self._merge_legacy(data, scope=scope)
+        self.save()
+        return count
+
     def remove(self, name_or_token: str) -> bool:
         """Remove the entry with this name, or for this custom token; False when there is none."""
+        self.refresh()
         digest = self._digest(name_or_token)
         keep = [e for e in self._entries if e.name != name_or_token and not hmac.compare_digest(digest, e.digest)]
         if len(keep) == len(self._entries):
@@ -148,17 +313,29 @@ class TokenManager:
         self.save()
         return True
 
+    revoke = remove
+
     def list(self) -> builtins.list[TokenInfo]:
-        """Names, creation and last-use times. No tokens, no hashes."""
-        return [TokenInfo(e.name, e.created, e.last_used) for e in self._entries]
+        """Names, scopes, expiry, creation and last-use times. No tokens, no hashes."""
+        self.refresh()
+        return [TokenInfo(e.name, e.created, e.last_used, e.scope, e.expires) for e in self._entries]
 
-    def validate(self, custom_token: str, *, touch: bool = True) -> str | None:
-        """The real token a custom token stands for, or None. Constant-time over every entry.
+    def list_tokens(self) -> builtins.list[dict[str, Any]]:
+        """The older package's listing, as dicts: still without any secret."""
+        return [{"name": i.name, "scope": i.scope, "created": i.created, "last_used": i.last_used,
+                 "expires": i.expires} for i in self.list()]
 
-        ``touch`` records the use; the file is rewritten at most once a minute for that.
+    def lookup(self, custom_token: str, *, touch: bool = True, now: float | None = None) -> TokenGrant | None:
+        """The :class:`TokenGrant` of a valid, unexpired custom token, or None. Constant-time over every entry.
+
+        ``touch`` records the use in ``last_used``; the file is rewritten for that at most once a
+        minute per entry (so a token used every second is still written once a minute), and
+        :meth:`flush` writes what is pending.
         """
-        if not custom_token:
+        if not custom_token or not isinstance(custom_token, str):
             return None
+        if time.monotonic() - self._checked >= _REFRESH_INTERVAL:
+            self.refresh()
         digest = self._digest(custom_token)
         found: _Entry | None = None
         for entry in self._entries:  # no early exit: every entry is compared
@@ -166,15 +343,30 @@ class TokenManager:
                 found = entry
         if found is None:
             return None
+        now = time.time() if now is None else now
+        if found.expires is not None and now >= found.expires:
+            return None
         if touch:
-            now = time.time()
-            if found.last_used is None or now - found.last_used >= _TOUCH_INTERVAL:
-                found.last_used = now
+            found.last_used = now
+            written = found.written_last_used
+            if written is None or now - written >= _TOUCH_INTERVAL:
+                if self.refresh():  # someone else changed the file: write on top of their version
+                    return self.lookup(custom_token, touch=touch, now=now)
                 self.save()
             else:
-                found.last_used = now
                 self._dirty_since = self._dirty_since or now
-        return found.real_token
+        return TokenGrant(found.name, found.real_token, found.scope, found.expires)
+
+    def validate(self, custom_token: str, *, touch: bool = True) -> str | None:
+        """The real token a custom token stands for, or None (unknown or expired). See :meth:`lookup`."""
+        grant = self.lookup(custom_token, touch=touch)
+        return grant.real_token if grant is not None else None
+
+    def grants(self) -> builtins.list[TokenGrant]:
+        """Every unexpired entry's grant (for the proxy's health probe; holds real tokens, never printed)."""
+        now = time.time()
+        return [TokenGrant(e.name, e.real_token, e.scope, e.expires) for e in self._entries
+                if e.expires is None or now < e.expires]
 
     def flush(self) -> None:
         """Write pending ``last_used`` updates."""
@@ -189,3 +381,9 @@ class TokenManager:
 
     def __repr__(self) -> str:
         return f"TokenManager(path={str(self.path)!r}, tokens={len(self._entries)})"
+
+
+def _is_legacy(data: Any) -> bool:
+    """The older package's file: a JSON object mapping custom tokens to real ones, nothing else."""
+    return (isinstance(data, dict) and "tokens" not in data and "key" not in data
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()))

@@ -9,6 +9,7 @@ from bambulab.protocol import commands, threemf
 from bambulab.protocol.commands import (
     AckResult,
     CommandClass,
+    PrinterErrorCode,
     SequenceCounter,
     SpeedLevel,
     ack_result,
@@ -68,6 +69,7 @@ __all__ = [
     "Network",
     "Nozzle",
     "PrintError",
+    "PrinterErrorCode",
     "PrinterFamily",
     "PrinterModel",
     "PrinterStatus",

@@ -37,6 +37,7 @@ __all__ = [
     "EXTERNAL_SPOOL_TARGET",
     "MAX_SEQUENCE_ID",
     "MD5_FROM_SD_CARD",
+    "RETRYABLE_ERRORS",
     "UNLOAD_TARGET",
     "AckResult",
     "AmsControlAction",
@@ -48,6 +49,7 @@ __all__ = [
     "LedMode",
     "LightNode",
     "PrintOption",
+    "PrinterErrorCode",
     "SequenceCounter",
     "SpeedLevel",
     "XcamModule",
@@ -93,11 +95,49 @@ Command = dict[str, dict[str, Any]]
 
 #: The largest sequence id we hand out; ids at or above 2**31 make AMS commands hang.
 MAX_SEQUENCE_ID: Final = 2**31 - 1
+
+
+class PrinterErrorCode(enum.IntEnum):
+    """The ``err_code`` / ``print_error`` values the library acts on (PROTOCOL.md §2.6, §3.8).
+
+    Compare with ints freely (``ack.err_code == PrinterErrorCode.REPLAY``). The retryable ones are
+    in :data:`RETRYABLE_ERRORS` (:attr:`retryable`): the same request can succeed later, or with
+    a fresh ``sequence_id``.
+    """
+
+    #: The print was cancelled (``stop``, or on the printer's screen).
+    TASK_CANCELLED = 0x0300400C
+    #: The file named by a print command is not on the printer's storage.
+    FILE_NOT_AVAILABLE = 0x0300800E
+    #: The printer is busy with another job: retry when it has finished. Retryable.
+    PRINTER_BUSY = 0x05004004
+    #: The uploaded file does not match the MD5 the print command gave.
+    MD5_MISMATCH = 0x0500403F
+    #: The build plate on the printer is not the one the file was sliced for.
+    BUILD_PLATE_MISMATCH = 0x05008051
+    #: The AMS mapping table of a print command is not usable.
+    AMS_MAPPING = 0x07008012
+    #: "mqtt message verify failed": the command had to be signed (Developer Mode is off).
+    SIGNATURE_REQUIRED = 0x05024007
+    #: A reused ``sequence_id`` on signing firmware (anti-replay): resend with a new id. Retryable.
+    REPLAY = 0x05024008
+    #: The signing header of the command was malformed.
+    MALFORMED_HEADER = 0x05024009
+
+    @property
+    def retryable(self) -> bool:
+        return self in RETRYABLE_ERRORS
+
+
+#: The error codes after which the same command can succeed (later, or with a fresh sequence id).
+RETRYABLE_ERRORS: Final = frozenset({PrinterErrorCode.PRINTER_BUSY, PrinterErrorCode.REPLAY})
+
 #: ``err_code`` of "mqtt message verify failed": the command had to be signed (0x05024007).
-ERR_SIGNATURE_REQUIRED: Final = 84033543
+ERR_SIGNATURE_REQUIRED: Final = PrinterErrorCode.SIGNATURE_REQUIRED
 #: ``err_code`` of a reused ``sequence_id`` on signing firmware (anti-replay).
-ERR_REPLAY: Final = 84033544
-_AUTH_ERR_RANGE: Final = range(84033543, 84033549)  # the documented authorization error block
+ERR_REPLAY: Final = PrinterErrorCode.REPLAY
+#: The documented authorization error block (84033543..84033548).
+_AUTH_ERR_RANGE: Final = range(PrinterErrorCode.SIGNATURE_REQUIRED, PrinterErrorCode.SIGNATURE_REQUIRED + 6)
 _SIGNATURE_REASON: Final = "mqtt message verify failed"
 
 #: ``ams_change_filament`` target that unloads the current filament.
@@ -258,6 +298,8 @@ class Fan(enum.IntEnum):
 
 
 class LightNode(enum.StrEnum):
+    """``led_node`` of ``system.ledctrl``: which light."""
+
     CHAMBER = "chamber_light"
     WORK = "work_light"  # X1 toolhead light
     CHAMBER2 = "chamber_light2"  # H2
@@ -265,12 +307,16 @@ class LightNode(enum.StrEnum):
 
 
 class LedMode(enum.StrEnum):
+    """``led_mode`` of ``system.ledctrl``."""
+
     ON = "on"
     OFF = "off"
     FLASHING = "flashing"
 
 
 class BedType(enum.StrEnum):
+    """``bed_type`` of ``project_file``: the build plate the file was sliced for."""
+
     AUTO = "auto"
     COOL_PLATE = "cool_plate"
     ENG_PLATE = "eng_plate"
@@ -288,6 +334,8 @@ class CaliMode(enum.IntEnum):
 
 
 class AmsControlAction(enum.StrEnum):
+    """``param`` of ``ams_control``: what to tell the AMS (resume, reset, pause, done, abort)."""
+
     RESUME = "resume"
     RESET = "reset"
     PAUSE = "pause"
@@ -296,6 +344,8 @@ class AmsControlAction(enum.StrEnum):
 
 
 class XcamModule(enum.StrEnum):
+    """``module_name`` of ``xcam_control_set``: an X1 camera/lidar detector."""
+
     FIRST_LAYER_INSPECTOR = "first_layer_inspector"
     SPAGHETTI_DETECTOR = "spaghetti_detector"
     PRINTING_MONITOR = "printing_monitor"
@@ -304,6 +354,8 @@ class XcamModule(enum.StrEnum):
 
 
 class XcamSensitivity(enum.StrEnum):
+    """``halt_print_sensitivity`` of ``xcam_control_set``."""
+
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
@@ -391,10 +443,12 @@ def ledctrl(
 
 
 def pause(seq: SequenceCounter) -> Command:
+    """Pause the current print."""
     return _envelope("print", "pause", seq, param="")
 
 
 def resume(seq: SequenceCounter) -> Command:
+    """Resume a paused print."""
     return _envelope("print", "resume", seq, param="")
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, TypeGuard
 
-__all__ = ["is_status_report", "merge"]
+__all__ = ["is_full_msg", "is_full_report", "is_status_report", "merge"]
 
 #: Deeper than this, nested objects are replaced rather than merged (keeps recursion bounded).
 _MAX_DEPTH: Final = 32
@@ -81,9 +81,14 @@ def is_status_report(section: object) -> TypeGuard[dict[str, Any]]:
     return isinstance(command, str) and command == "push_status"
 
 
-def _is_full(msg: object) -> bool:
+def is_full_msg(msg: object) -> bool:
     """``msg`` 0 marks a full report (an int on the wire; accept "0" too, never ``False``)."""
     return (isinstance(msg, int) and not isinstance(msg, bool) and msg == 0) or msg == "0"
+
+
+def is_full_report(section: object) -> TypeGuard[dict[str, Any]]:
+    """True for a ``print`` section that is a full status report (``msg`` 0), not a delta or an ack."""
+    return is_status_report(section) and is_full_msg(section.get("msg"))
 
 
 def merge(state: Mapping[str, Any] | None, report: object) -> dict[str, Any]:
@@ -99,7 +104,7 @@ def merge(state: Mapping[str, Any] | None, report: object) -> dict[str, Any]:
     section = report.get("print")
     if is_status_report(section):
         old = base.get("print")
-        if _is_full(section.get("msg")) or not isinstance(old, dict):
+        if is_full_msg(section.get("msg")) or not isinstance(old, dict):
             merged = section
         else:
             merged = _merge_dict(old, section, _PRINT_RULES, 0)

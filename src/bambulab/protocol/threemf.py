@@ -54,6 +54,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from xml.etree import ElementTree as ET  # DTDs are refused before parsing: see _parse_xml
 
+from bambulab.exceptions import AmsMappingError, ThreeMFError
+
 __all__ = [
     "GCODE_HEAD_BYTES",
     "AmsMappingError",
@@ -99,14 +101,6 @@ _ZIP_ERRORS: Final = (
     OverflowError,
     MemoryError,
 )
-
-
-class ThreeMFError(ValueError):
-    """The bytes are not a readable sliced Bambu 3MF project."""
-
-
-class AmsMappingError(ValueError):
-    """A filament of the project has no loaded tray of the same material."""
 
 
 # --------------------------------------------------------------------------------------------

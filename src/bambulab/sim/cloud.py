@@ -32,6 +32,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from bambulab.sim.printer import VirtualPrinter
     from bambulab.sim.simulator import Simulator
 
-__all__ = ["Account", "CloudSwitches", "FakeCloud", "LoginMode", "TaskStatus"]
+__all__ = ["Account", "CloudSwitches", "FakeCloud", "LoggedRequest", "LoginMode", "TaskStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,16 @@ BUCKET = "bbl-sim-uploads"
 _ACCESS_KEY_ID = "AKIAVIRTUALBAMBUSIM0"  # a placeholder, like the real URLs' AWSAccessKeyId
 _URL_LIFETIME = 3600  # seconds a presigned URL stays valid
 _TFA_KEY_LIFETIME = 600.0
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request that reached the API host (see :meth:`FakeCloud.request_log`): no headers, no body."""
+
+    method: str
+    path: str
+    query: str
+    account: str | None  # the email of the bearer token's account, if it had a valid one
 
 
 @dataclass
@@ -209,6 +220,7 @@ class FakeCloud:
         self._servers: dict[str, HttpServer] = {}
         self._mqtt: CloudMqttService | None = None
         self._running = False
+        self._request_log: deque[LoggedRequest] = deque(maxlen=10_000)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1027,6 +1039,19 @@ class FakeCloud:
             return False
         del self._settings[setting_id]
         return True
+
+    # ------------------------------------------------------------------ request log (tests of proxies)
+
+    def log_request(self, method: str, path: str, query: str, token: str | None) -> None:
+        account = self.token_account(token) if token else None
+        self._request_log.append(LoggedRequest(method, path, query, account.email if account else None))
+
+    def request_log(self) -> list[LoggedRequest]:
+        """The last 10,000 requests that reached the API host (the object store's included), oldest first."""
+        return list(self._request_log)
+
+    def clear_request_log(self) -> None:
+        self._request_log.clear()
 
 
 def _int(value: Any, default: int) -> int:

@@ -603,7 +603,25 @@ def build_api_app(cloud: FakeCloud) -> ASGIApp:
         Route("/s3/{bucket}/{key:path}", s3_put, methods=["PUT"]),
         Route("/s3/{bucket}/{key:path}", s3_get, methods=["GET"]),
     ]
-    return FaultMiddleware(Starlette(routes=routes), cloud)
+    return RequestLogMiddleware(FaultMiddleware(Starlette(routes=routes), cloud), cloud)
+
+
+class RequestLogMiddleware:
+    """Records every request that reaches the API host in :meth:`FakeCloud.request_log`."""
+
+    def __init__(self, app: ASGIApp, cloud: FakeCloud) -> None:
+        self.app = app
+        self.cloud = cloud
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            token = None
+            for name, value in scope.get("headers", []):
+                if name == b"authorization" and value[:7].lower() == b"bearer ":
+                    token = value[7:].decode("latin-1").strip()
+            self.cloud.log_request(str(scope["method"]), str(scope.get("path", "")),
+                                   bytes(scope.get("query_string", b"")).decode("latin-1"), token)
+        await self.app(scope, receive, send)
 
 
 def _bucket() -> str:

@@ -400,6 +400,13 @@ class PrinterEngine:
         elif head == "G28":
             dyn.homed = True
             return True
+        elif head == "M220" and "S" in words:
+            # Feed-rate percent: the speed profile whose percent is nearest (M220 S166 = ludicrous).
+            wanted = words["S"]
+            level = min(payloads.SPEED_MAGNITUDE, key=lambda lvl: abs(payloads.SPEED_MAGNITUDE[lvl] - wanted))
+            changed = level != dyn.speed_level
+            dyn.speed_level = level
+            return changed
         return False
 
     # lights ----------------------------------------------------------------

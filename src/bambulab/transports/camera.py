@@ -38,7 +38,13 @@ from bambulab.exceptions import (
     BambuTimeoutError,
     NotConnectedError,
 )
-from bambulab.transports.tls import PrinterCertificateError, check_peer_serial, default_printer_context
+from bambulab.transports.tls import (
+    PrinterCertificateError,
+    check_peer_serial,
+    default_printer_context,
+    is_verifying,
+    warn_serial_unchecked,
+)
 
 __all__ = [
     "AUTH_PACKET_SIZE",
@@ -261,7 +267,7 @@ class JpegStreamClient:
 
     ::
 
-        async with JpegStreamClient(host, access_code, ssl_context=ctx) as stream:
+        async with JpegStreamClient(host, access_code, serial=serial, ssl_context=ctx) as stream:
             frame = await stream.read_frame()
 
     :meth:`connect` opens TCP + TLS and sends the login; it does not wait for a frame (a wrong
@@ -374,6 +380,8 @@ class JpegStreamClient:
             except BambuError:
                 transport.abort()
                 raise
+        elif ssl_object is not None and is_verifying(self._ssl_context):
+            warn_serial_unchecked("the camera (JPEG stream)")
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -255,6 +255,10 @@ class ImplicitFTPS(ftplib.FTP_TLS):
             except BaseException:
                 tls.close()
                 raise
+        elif self.context.verify_mode != ssl.CERT_NONE:
+            from bambulab.transports.tls import warn_serial_unchecked
+
+            warn_serial_unchecked("FTPS")
         self.sock = tls
         self.af = tls.family
         self.file = tls.makefile("r", encoding=self.encoding)

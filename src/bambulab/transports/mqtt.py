@@ -52,8 +52,9 @@ from bambulab.exceptions import (
     BambuError,
     BambuTimeoutError,
     NotConnectedError,
+    PrinterCertificateError,
+    SubscriptionRefusedError,
 )
-from bambulab.transports.tls import PrinterCertificateError
 
 __all__ = [
     "MEASURED",
@@ -167,14 +168,6 @@ def encode_subscribe(packet_id: int, topics: list[tuple[str, int]]) -> bytes:
     """A SUBSCRIBE packet for ``[(topic_filter, qos), ...]``."""
     body = packet_id.to_bytes(2, "big") + b"".join(_field(topic) + bytes((qos,)) for topic, qos in topics)
     return b"\x82" + _length(len(body)) + body
-
-
-class SubscriptionRefusedError(BambuConnectionError):
-    """The broker answered a SUBSCRIBE with 0x80 (refused); the connection stays open."""
-
-    def __init__(self, message: str, *, topic: str) -> None:
-        super().__init__(message)
-        self.topic = topic
 
 
 class _ProtocolViolation(BambuConnectionError):

@@ -27,31 +27,24 @@ import ssl
 from importlib import resources
 from typing import Any
 
-from bambulab.exceptions import AuthenticationError
+from bambulab.exceptions import PrinterCertificateError
 
 __all__ = [
     "PrinterCertificateError",
     "bundled_ca_pem",
     "check_peer_serial",
+    "cloud_ssl_context",
     "default_printer_context",
     "is_verifying",
     "peer_common_name",
     "printer_ssl_context",
+    "warn_serial_unchecked",
 ]
 
 log = logging.getLogger(__name__)
 
 _CERTS_PACKAGE = "bambulab.transports"
 _CERTS_FOLDER = "certs"
-
-
-class PrinterCertificateError(AuthenticationError):
-    """The printer's TLS certificate did not verify, or names another serial.
-
-    Retrying will not help: either the address now belongs to another device (check the IP and the
-    serial), or the printer's CA is not the one expected (pass ``ca_file=``, or ``insecure=True`` at
-    your own risk).
-    """
 
 
 @functools.cache
@@ -113,6 +106,32 @@ def printer_ssl_context(
 def default_printer_context(insecure: bool = False) -> ssl.SSLContext:
     """A shared :func:`printer_ssl_context` (bundled CA, or insecure). Do not modify it."""
     return printer_ssl_context(insecure=insecure)
+
+
+def cloud_ssl_context(*, ca_file: str | None = None) -> ssl.SSLContext:
+    """A context for the Bambu cloud (MQTT broker, HTTP API): a public web certificate, so the chain
+    *and* the host name are checked against the system's CA store, or against ``ca_file`` only
+    (a private broker, the fake cloud)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+_UNCHECKED_WARNED: set[str] = set()
+
+
+def warn_serial_unchecked(service: str) -> None:
+    """Log, once per service and process, that a connection without a serial checks only the chain.
+
+    Every Bambu printer has a certificate from Bambu's CA, so without the serial any printer on the
+    network could answer in place of the intended one (and receive its access code).
+    """
+    if service in _UNCHECKED_WARNED:
+        return
+    _UNCHECKED_WARNED.add(service)
+    log.warning(
+        "%s: no serial given, so only the certificate chain is checked, not that the certificate names "
+        "the intended printer; pass serial= (the printer's serial number)",
+        service,
+    )
 
 
 def is_verifying(ctx: ssl.SSLContext) -> bool:
