@@ -255,8 +255,8 @@ def _event_fields(event: Any) -> dict[str, Any]:
               help="With --cloud: the cloud MQTT broker's host (a fake cloud; default: the region's).")
 @click.option("--broker-port", envvar="BAMBU_CLOUD_MQTT_PORT", type=int, default=8883, show_default=True,
               help="With --cloud: the broker's port.")
-@click.option("--broker-ca-file", envvar="BAMBU_CLOUD_CA_FILE", type=click.Path(exists=True, dir_okay=False),
-              hidden=True)
+@click.option("--broker-ca-file", envvar=["BAMBU_CLOUD_CA_FILE", "BAMBU_CLOUD_MQTT_CA_FILE"],
+              type=click.Path(exists=True, dir_okay=False), hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per printer per second.")
 @click.option("--duration", type=float, hidden=True, help="Stop after this many seconds.")
 def monitor(profiles: tuple[str, ...], all_profiles: bool, cloud: bool, devices: tuple[str, ...],
