@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import click
 
 from bambulab.cli.common import (
+    api_url,
     ask_secret,
     cli_message,
     emit,
@@ -285,19 +286,17 @@ def _cloud_connection(devices: tuple[str, ...], token_file: str | None, uid: str
     """The account connection for ``monitor --cloud``: the token saved by ``bambu login`` (or
     ``BAMBU_CLOUD_TOKEN``), the devices given or all bound ones (``BAMBU_CLOUD_API_URL`` overrides
     the API host). The broker options exist for tests and mirrors: with them the certificate must
-    still name the region's broker, verified against ``--broker-ca-file``."""
-    import os
-    import ssl
-
+    still name the region's broker, verified against ``--ca-file``."""
     from bambulab.cloud.mqtt import BROKERS, CloudConnection
+    from bambulab.transports.tls import cloud_ssl_context
 
     token = load_cloud_token(token_file, region, login_hint="run bambu login, or set BAMBU_CLOUD_TOKEN")
     chosen_region = region or getattr(token, "region", None) or "global"
-    ctx = ssl.create_default_context(cafile=broker_ca_file) if broker_ca_file else None
+    ctx = cloud_ssl_context(ca_file=broker_ca_file) if broker_ca_file else None
     return CloudConnection(
         token, uid=uid or None, devices=list(devices) or None, region=chosen_region, host=broker_host,
         port=broker_port, ssl_context=ctx, server_hostname=BROKERS[chosen_region] if broker_host else None,
-        api_url=os.environ.get("BAMBU_CLOUD_API_URL") or None,
+        api_url=api_url(),
     )
 
 
@@ -317,7 +316,6 @@ async def _monitor(profiles: list[PrinterProfile], as_json: bool, duration: floa
 
 async def _device_names(token_file: str | None, region: str | None) -> dict[str, str]:
     """Serial -> the name given in the Bambu app, for the table (empty when the API cannot say)."""
-    from bambulab.cli.common import api_url
     from bambulab.cloud.client import AsyncBambuClient
     from bambulab.exceptions import BambuError
 
