@@ -96,3 +96,31 @@ def test_insecure_permissions_detected(tmp_path: Path) -> None:
     path.write_text("")
     path.chmod(0o644)
     assert insecure_permissions(path)
+
+
+def test_stale_temp_file_does_not_leave_the_config_readable(tmp_path: Path) -> None:
+    """A leftover temp file of the old predictable name (mode 0644) must not decide the mode."""
+    import os
+
+    path = tmp_path / "config.toml"
+    stale = tmp_path / f".config.toml.{os.getpid()}.tmp"
+    stale.write_text("old")
+    stale.chmod(0o644)
+    save_profile(PrinterProfile(name="p", host="h", serial="S", access_code="24681357"), path=path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_profiles(path)[0]["p"].access_code == "24681357"
+
+
+def test_planted_symlink_does_not_receive_the_access_code(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "config.toml"
+    outside = tmp_path / "attacker.txt"
+    outside.write_text("")
+    (tmp_path / f".config.toml.{os.getpid()}.tmp").symlink_to(outside)
+    save_profile(PrinterProfile(name="p", host="h", serial="S", access_code="97531864"), path=path)
+    assert "97531864" not in outside.read_text()
+    assert not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+    assert leftovers == []

@@ -8,8 +8,13 @@ default = "workshop"
 host = "192.168.1.50"
 serial = "01P00A123456789"
 access_code = "12345678"
-# port = 8883, ca_file = "/path/ca.pem", insecure = false
+# port = 8883, ftps_port = 990, camera_port = 6000, ca_file = "/path/ca.pem", insecure = false
 ```
+
+The keys of a profile: ``host``, ``serial``, ``access_code`` (required), ``port`` (MQTT, 8883),
+``ftps_port`` (990), ``camera_port`` (default by model: 6000 or 322), ``ca_file`` (trust this CA
+instead of Bambu's; a virtual printer's), ``insecure`` (no certificate check). ``bambu config add``
+writes them all; docs/lan.md lists them.
 
 Environment variables override the file: ``BAMBU_HOST``, ``BAMBU_SERIAL``, ``BAMBU_ACCESS_CODE``,
 ``BAMBU_PORT``, ``BAMBU_PRINTER`` (profile name), ``BAMBU_CONFIG`` (file path). The library itself
@@ -27,9 +32,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bambulab._files import write_private
 from bambulab.exceptions import BambuError
 
-__all__ = ["ConfigError", "PrinterProfile", "config_path", "load_profiles", "resolve_profile", "save_profile"]
+__all__ = [
+    "ConfigError",
+    "PrinterProfile",
+    "config_path",
+    "load_profiles",
+    "remove_profile",
+    "resolve_profile",
+    "save_profile",
+]
 
 
 class ConfigError(BambuError):
@@ -161,24 +175,35 @@ def resolve_profile(
 
 
 def save_profile(profile: PrinterProfile, *, path: Path | None = None, make_default: bool = False) -> Path:
-    """Add or replace a profile in the config file, written atomically with mode 0600."""
+    """Add or replace a profile in the config file.
+
+    Written by the same private-file writer as the token file: a fresh temporary file created
+    ``O_EXCL|O_NOFOLLOW`` with mode 0600, flushed to disk, then renamed over the target.
+    """
     target = path or config_path()
     data = _read(target)
     printers = data.setdefault("printers", {})
     printers[profile.name] = profile.to_dict(include_secrets=True)
     if make_default or "default" not in data:
         data["default"] = profile.name
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(_dump(data))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return write_private(target, _dump(data).encode("utf-8"))
+
+
+def remove_profile(name: str, *, path: Path | None = None) -> Path:
+    """Remove a profile from the config file (the default moves to the first one left, if any)."""
+    target = path or config_path()
+    data = _read(target)
+    printers = data.get("printers")
+    if not isinstance(printers, dict) or name not in printers:
+        known = ", ".join(sorted(printers)) if isinstance(printers, dict) and printers else "none configured"
+        raise ConfigError(f"no printer profile named {name!r} in {target} (profiles: {known})")
+    del printers[name]
+    if data.get("default") == name:
+        data.pop("default")
+        if printers:
+            data["default"] = next(iter(printers))
+    ordered = {k: v for k, v in data.items() if k != "printers"} | {"printers": printers}
+    return write_private(target, _dump(ordered).encode("utf-8"))
 
 
 def insecure_permissions(path: Path) -> bool:

@@ -260,13 +260,10 @@ async def print_file(
     subtask = _stem(file_name)
     url: str | None = None
     if gcode:
-        if model is not None and not model.is_legacy_protocol:
-            request = commands.gcode_file(seq, commands.project_url(rel, model))
-        else:
-            request = commands.gcode_file(seq, f"/sdcard/{rel}")
+        request = commands.gcode_file(seq, commands.start_url(rel, model, gcode=True))
     else:
         assert chosen is not None
-        url = commands.project_url(rel, model) if model is not None else f"file:///sdcard/{rel}"
+        url = commands.start_url(rel, model)
         mapping2 = None
         if mapping is not None and model is not None and not model.is_legacy_protocol:
             mapping2 = commands.ams_mapping2_from(mapping)

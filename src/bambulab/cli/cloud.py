@@ -18,37 +18,20 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from bambulab.cli.lan import emit
-from bambulab.config import config_path
+from bambulab.cli.common import api_url, ask_secret, emit, env_token, load_cloud_token, token_path, web_url
 from bambulab.exceptions import AuthenticationError
 
 if TYPE_CHECKING:
-    from bambulab.cloud.auth import CodeRequest, Token
+    from bambulab.cloud.auth import CodeRequest
     from bambulab.cloud.client import BambuClient
 
 __all__ = ["register"]
 
 REGIONS = ("global", "china")
-
-
-def token_path(option: str | None = None) -> Path:
-    """``--token-file`` / ``BAMBU_TOKEN_FILE``, else ``token.json`` beside the config file."""
-    if option:
-        return Path(option).expanduser()
-    return config_path().parent / "token.json"
-
-
-def _api_url() -> str | None:
-    return os.environ.get("BAMBU_CLOUD_API_URL") or None
-
-
-def _web_url() -> str | None:
-    return os.environ.get("BAMBU_CLOUD_WEB_URL") or None
 
 
 token_file_option = click.option(
@@ -96,10 +79,10 @@ def login(region: str | None, email: str | None, token_file: str | None) -> None
 
     path = token_path(token_file)
     region = region or "global"
-    with BambuAuthenticator(region, api_url=_api_url(), web_url=_web_url()) as auth:
-        given = os.environ.get("BAMBU_CLOUD_TOKEN")
-        if given:
-            token = Token(given.strip(), given.strip(), None, None, region)
+    with BambuAuthenticator(region, api_url=api_url(), web_url=web_url()) as auth:
+        given = env_token(region)
+        if given is not None:
+            token = given
             if not auth.verify_token(token):
                 raise AuthenticationError("the token in BAMBU_CLOUD_TOKEN was rejected by the Bambu cloud")
             token = Token(token.access_token, token.refresh_token, None, auth.uid(token), region)
@@ -108,7 +91,7 @@ def login(region: str | None, email: str | None, token_file: str | None) -> None
             password = os.environ.get("BAMBU_PASSWORD")
             interactive = password is None
             if password is None:
-                password = str(click.prompt("Password", hide_input=True))
+                password = ask_secret("Password")
             code = os.environ.get("BAMBU_CODE") or None
             token = auth.login(email, password, _code_asker(email, code, interactive), request_code=code is None)
     save_token(path, token)
@@ -132,28 +115,13 @@ def logout(token_file: str | None) -> None:
 # ------------------------------------------------------------------------------ cloud commands
 
 
-def _load(token_file: str | None, region: str | None) -> Token:
-    from bambulab.cloud.auth import Token, load_token
-
-    given = os.environ.get("BAMBU_CLOUD_TOKEN")
-    if given:
-        return Token(given.strip(), given.strip(), None, None, region or "global")
-    path = token_path(token_file)
-    token = load_token(path)
-    if token is None:
-        raise AuthenticationError(f"not logged in (no token in {path}): run bambu login")
-    if token.expired():
-        raise AuthenticationError(f"the saved token has expired: run bambu login (token file {path})")
-    return token
-
-
 @contextmanager
 def _client(opts: dict[str, Any]) -> Iterator[BambuClient]:
     from bambulab.cloud.client import BambuClient
 
     region = opts.pop("region", None)
-    token = _load(opts.pop("token_file", None), region)
-    with BambuClient(token, region=region or token.region, api_url=_api_url(), web_url=_web_url()) as client:
+    token = load_cloud_token(opts.pop("token_file", None), region)
+    with BambuClient(token, region=region or token.region, api_url=api_url(), web_url=web_url()) as client:
         yield client
 
 
@@ -213,10 +181,14 @@ def status(as_json: bool, show_access_codes: bool, **opts: Any) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many tasks to show (newest first).")
 def tasks(as_json: bool, device_id: str | None, limit: int, **opts: Any) -> None:
     """Print history, newest first."""
+    shown = 0
     with _client(opts) as client:
         for task in client.tasks(device_id, limit=min(max(limit, 1), 100), max_tasks=limit):
             line = f"{task.id}  {_when(task.start_time)}  {task.status.name.lower():9}  {task.device_id}  {task.title}"
             _emit(task.to_dict(), as_json, line)
+            shown += 1
+    if not shown and not as_json:
+        click.echo("No print tasks.")
 
 
 @cloud.command()
@@ -227,6 +199,8 @@ def projects(as_json: bool, **opts: Any) -> None:
         found = client.projects()
     for project in found:
         _emit(project.to_dict(), as_json, f"{project.project_id}  {_when(project.update_time)}  {project.name}")
+    if not found and not as_json:
+        click.echo("No cloud projects.")
 
 
 @cloud.command()

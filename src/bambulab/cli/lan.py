@@ -11,70 +11,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
+import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, fields, is_dataclass
-from datetime import datetime, timedelta
-from enum import Enum
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
+from bambulab.cli.common import (
+    api_url,
+    ask_secret,
+    cli_message,
+    emit,
+    jsonable,
+    load_cloud_token,
+    num,
+    run_interruptible,
+    warn,
+)
 from bambulab.config import (
     PrinterProfile,
     config_path,
     insecure_permissions,
     load_profiles,
+    remove_profile,
     resolve_profile,
     save_profile,
 )
+from bambulab.exceptions import UnsupportedError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from bambulab.cloud.mqtt import CloudConnection
     from bambulab.printer import BasePrinter, Printer
 
 __all__ = ["register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# ------------------------------------------------------------------------------ output helpers
-
-
-def _jsonable(value: Any) -> Any:
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict) and not isinstance(value, type):
-        return _jsonable(to_dict())
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
-    """One JSON object per line with ``--json``, else the human rendering."""
-    if as_json:
-        click.echo(json.dumps(_jsonable(data), separators=(",", ":"), default=str))
-    else:
-        click.echo(human(data) if human else json.dumps(_jsonable(data), indent=2, default=str))
 
 
 # ------------------------------------------------------------------------------ connection options
@@ -128,9 +105,25 @@ def _profile(opts: dict[str, Any]) -> PrinterProfile:
     return resolve_profile(opts.pop("profile", None), overrides=overrides)
 
 
+_INSECURE_LOG = "TLS verification of the printer is OFF"
+
+
+class _DropInsecureLog(logging.Filter):
+    """The CLI says it once, in its own words (the library logs it for every context it builds)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(_INSECURE_LOG))
+
+
 def _make_printer(profile: PrinterProfile) -> Printer:
     from bambulab.printer import Printer
 
+    if profile.insecure:
+        tls_log = logging.getLogger("bambulab.transports.tls")
+        if not any(isinstance(f, _DropInsecureLog) for f in tls_log.filters):
+            tls_log.addFilter(_DropInsecureLog())
+            warn(f"not checking {profile.name if profile.name != 'default' else profile.host}'s TLS certificate "
+                 "(--insecure): anyone on the network can pose as the printer and learn its access code")
     return Printer(
         profile.host, profile.serial, profile.access_code, port=profile.port, ftps_port=profile.ftps_port,
         camera_port=profile.camera_port, ca_file=profile.ca_file, insecure=profile.insecure,
@@ -151,7 +144,8 @@ def with_printer(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
             async with _make_printer(profile) as printer:
                 return await fn(printer, **opts)
 
-        return asyncio.run(main())
+        # Ctrl-C ends a watching command quietly (0); a one-shot command cut short exits 130.
+        return run_interruptible(main(), exit_code=0 if opts.get("watch") else 130)
 
     return wrapper
 
@@ -163,8 +157,8 @@ def _status_text(status: Any) -> str:
         lines.append(f"job       {job.name or job.file or '-'}  {job.progress or 0}%  "
                      f"layer {job.layer or 0}/{job.total_layers or 0}"
                      + (f"  {int(job.remaining.total_seconds() // 60)} min left" if job.remaining else ""))
-    nozzles = " / ".join(f"{_num(n.current)}→{_num(n.target)}" for n in temps.nozzles) if temps.nozzles else "-"
-    bed = f"{_num(temps.bed)}→{_num(temps.bed_target)}"
+    nozzles = " / ".join(f"{num(n.current)}→{num(n.target)}" for n in temps.nozzles) if temps.nozzles else "-"
+    bed = f"{num(temps.bed)}→{num(temps.bed_target)}"
     lines.append(f"nozzle    {nozzles} °C")
     lines.append(f"bed       {bed} °C" + (f"   chamber {temps.chamber:.0f} °C" if temps.chamber is not None else ""))
     if status.print_error:
@@ -172,10 +166,6 @@ def _status_text(status: Any) -> str:
     for hms in status.hms:
         lines.append(f"hms       {hms.key} ({hms.severity.value}): {hms.text or 'see ' + hms.wiki_url}")
     return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 # ------------------------------------------------------------------------------ commands
@@ -206,7 +196,7 @@ def discover(timeout: float, listen_port: int, targets: tuple[str, ...], as_json
             emit(printer, True)
         return
     if not found:
-        click.echo("no printers found (is the printer on the same network, and UDP 2021 open?)")
+        click.echo(f"no printers found (is the printer on the same network, and UDP {listen_port} open?)")
     for p in found:
         model = p.model.name if p.model else p.model_code
         click.echo(f"{p.serial}  {model:<10} {p.ip:<15} {p.name!r}  firmware {p.firmware or '?'}  "
@@ -237,7 +227,7 @@ async def status(printer: Printer, as_json: bool, watch: bool) -> None:
                 else:
                     click.echo("\n" + _status_text(event.status))
             else:
-                emit({"event": type(event).__name__, **_jsonable(_event_fields(event))}, as_json,
+                emit({"event": type(event).__name__, **jsonable(_event_fields(event))}, as_json,
                      lambda e: f"** {e['event']}")
 
 
@@ -259,28 +249,36 @@ def _event_fields(event: Any) -> dict[str, Any]:
 @click.option("--uid", envvar="BAMBU_CLOUD_UID", help="With --cloud: the account's uid, when the token cannot tell.")
 @click.option("--region", type=click.Choice(["global", "china"]), envvar="BAMBU_CLOUD_REGION", default=None,
               help="With --cloud: the cloud region (default: the saved token's, else global).")
-@click.option("--broker-host", envvar="BAMBU_CLOUD_MQTT_HOST", hidden=True)
-@click.option("--broker-port", envvar="BAMBU_CLOUD_MQTT_PORT", type=int, default=8883, hidden=True)
-@click.option("--broker-ca-file", envvar="BAMBU_CLOUD_CA_FILE", type=click.Path(exists=True, dir_okay=False),
-              hidden=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+              help="Trust this CA: the printers' instead of Bambu's bundled one (a virtual printer's: bambu sim "
+                   "--write-ca), or with --cloud the broker's.")
+@click.option("--broker-host", envvar="BAMBU_CLOUD_MQTT_HOST",
+              help="With --cloud: the cloud MQTT broker's host (a fake cloud; default: the region's).")
+@click.option("--broker-port", envvar="BAMBU_CLOUD_MQTT_PORT", type=int, default=8883, show_default=True,
+              help="With --cloud: the broker's port.")
+@click.option("--broker-ca-file", envvar=["BAMBU_CLOUD_CA_FILE", "BAMBU_CLOUD_MQTT_CA_FILE"],
+              type=click.Path(exists=True, dir_okay=False), hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per printer per second.")
 @click.option("--duration", type=float, hidden=True, help="Stop after this many seconds.")
 def monitor(profiles: tuple[str, ...], all_profiles: bool, cloud: bool, devices: tuple[str, ...],
-            token_file: str | None, uid: str | None, region: str | None, broker_host: str | None,
-            broker_port: int, broker_ca_file: str | None, as_json: bool, duration: float | None) -> None:
-    """A live table of one or many printers (profiles from the config file, or --cloud)."""
+            token_file: str | None, uid: str | None, region: str | None, ca_file: str | None,
+            broker_host: str | None, broker_port: int, broker_ca_file: str | None, as_json: bool,
+            duration: float | None) -> None:
+    """A live table of one or many printers (profiles from the config file, or --cloud). Ctrl-C ends it."""
     if cloud:
         if profiles or all_profiles:
             raise click.UsageError("--cloud monitors the account's devices: use --device SERIAL, not profiles")
-        connection = _cloud_connection(devices, token_file, uid, region, broker_host, broker_port, broker_ca_file)
-        asyncio.run(_monitor_cloud(connection, as_json, duration))
+        connection = _cloud_connection(devices, token_file, uid, region, broker_host, broker_port,
+                                       ca_file or broker_ca_file)
+        run_interruptible(_monitor_cloud(connection, token_file, region, as_json, duration))
         return
     if devices:
         raise click.UsageError("--device needs --cloud (LAN printers are profiles: bambu config add)")
     available, default = load_profiles()
     names = list(available) if all_profiles else list(profiles) or [default or ""]
-    chosen = [resolve_profile(name or None) for name in names]
-    asyncio.run(_monitor(chosen, as_json, duration))
+    overrides = {"ca_file": ca_file} if ca_file else None
+    chosen = [resolve_profile(name or None, overrides=overrides) for name in names]
+    run_interruptible(_monitor(chosen, as_json, duration))
 
 
 def _cloud_connection(devices: tuple[str, ...], token_file: str | None, uid: str | None, region: str | None,
@@ -288,27 +286,17 @@ def _cloud_connection(devices: tuple[str, ...], token_file: str | None, uid: str
     """The account connection for ``monitor --cloud``: the token saved by ``bambu login`` (or
     ``BAMBU_CLOUD_TOKEN``), the devices given or all bound ones (``BAMBU_CLOUD_API_URL`` overrides
     the API host). The broker options exist for tests and mirrors: with them the certificate must
-    still name the region's broker, verified against ``--broker-ca-file``."""
-    import os
-    import ssl
-
-    from bambulab.cloud.auth import load_token
+    still name the region's broker, verified against ``--ca-file``."""
     from bambulab.cloud.mqtt import BROKERS, CloudConnection
+    from bambulab.transports.tls import cloud_ssl_context
 
-    token: Any = (os.environ.get("BAMBU_CLOUD_TOKEN") or "").strip() or None
-    if token is None:
-        from bambulab.cli.cloud import token_path
-
-        path = token_path(token_file)
-        token = load_token(path)
-        if token is None:
-            raise click.ClickException(f"not logged in (no token in {path}): run bambu login, or set BAMBU_CLOUD_TOKEN")
+    token = load_cloud_token(token_file, region, login_hint="run bambu login, or set BAMBU_CLOUD_TOKEN")
     chosen_region = region or getattr(token, "region", None) or "global"
-    ctx = ssl.create_default_context(cafile=broker_ca_file) if broker_ca_file else None
+    ctx = cloud_ssl_context(ca_file=broker_ca_file) if broker_ca_file else None
     return CloudConnection(
         token, uid=uid or None, devices=list(devices) or None, region=chosen_region, host=broker_host,
         port=broker_port, ssl_context=ctx, server_hostname=BROKERS[chosen_region] if broker_host else None,
-        api_url=os.environ.get("BAMBU_CLOUD_API_URL") or None,
+        api_url=api_url(),
     )
 
 
@@ -317,7 +305,7 @@ async def _monitor(profiles: list[PrinterProfile], as_json: bool, duration: floa
     results = await asyncio.gather(*(p.connect() for p in printers), return_exceptions=True)
     for profile, result in zip(profiles, results, strict=True):
         if isinstance(result, BaseException):
-            click.echo(f"{profile.name}: {result}", err=True)
+            click.echo(f"{profile.name}: {cli_message(result)}", err=True)
     live = [p for p, r in zip(printers, results, strict=True) if not isinstance(r, BaseException)]
     labels = {p.serial: profile.name for p, profile in zip(printers, profiles, strict=True)}
     try:
@@ -326,12 +314,28 @@ async def _monitor(profiles: list[PrinterProfile], as_json: bool, duration: floa
         await asyncio.gather(*(p.close() for p in printers), return_exceptions=True)
 
 
-async def _monitor_cloud(connection: CloudConnection, as_json: bool, duration: float | None) -> None:
+async def _device_names(token_file: str | None, region: str | None) -> dict[str, str]:
+    """Serial -> the name given in the Bambu app, for the table (empty when the API cannot say)."""
+    from bambulab.cloud.client import AsyncBambuClient
+    from bambulab.exceptions import BambuError
+
+    token = load_cloud_token(token_file, region)
+    try:
+        async with AsyncBambuClient(token, region=region or token.region, api_url=api_url()) as api:
+            return {d.dev_id.upper(): d.name for d in await api.devices() if d.dev_id and d.name}
+    except BambuError:
+        return {}
+
+
+async def _monitor_cloud(
+    connection: CloudConnection, token_file: str | None, region: str | None, as_json: bool, duration: float | None
+) -> None:
     async with connection:
-        offline = [p.serial for p in connection.printers if not p.connected]
+        labels = {} if as_json else await _device_names(token_file, region)
+        offline = [labels.get(p.serial, p.serial) for p in connection.printers if not p.connected]
         if offline:
             click.echo(f"offline (no report through the cloud): {', '.join(offline)}", err=True)
-        await _show(connection.printers, as_json, duration)
+        await _show(connection.printers, as_json, duration, labels)
 
 
 async def _show(
@@ -350,30 +354,73 @@ async def _show(
             await asyncio.sleep(1.0)
         return
     from rich.live import Live
-    from rich.table import Table
 
-    def table() -> Table:
-        t = Table(title="bambu monitor", expand=True)
-        for column in ("printer", "model", "state", "progress", "layer", "left", "nozzle", "bed", "errors"):
-            t.add_column(column)
-        for p in live:
-            s = p.status
-            job, temps = s.job, s.temperatures
-            nozzle = "/".join(_num(n.current) for n in temps.nozzles) if temps.nozzles else "-"
-            errors = str(len(s.hms) + (1 if s.print_error else 0))
-            label = labels.get(p.serial, p.serial)
-            t.add_row(
-                label if p.connected else f"{label} (offline)", p.model.name if p.model else "?", job.state.value,
-                f"{job.progress or 0}%", f"{job.layer or 0}/{job.total_layers or 0}",
-                f"{int(job.remaining.total_seconds() // 60)} min" if job.remaining else "-",
-                f"{nozzle}°C", f"{_num(temps.bed)}°C", errors,
-            )
-        return t
-
-    with Live(table(), refresh_per_second=2) as view:
+    before = sys.stderr
+    with Live(monitor_table(live, labels), refresh_per_second=2) as view, _logs_above(before):
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            view.update(table())
+            view.update(monitor_table(live, labels))
+
+
+#: The table's columns: (header, justify). Short headers, so nine columns fit in 80 characters.
+_COLUMNS: tuple[tuple[str, Literal["left", "right"]], ...] = (
+    ("printer", "left"), ("model", "left"), ("state", "left"), ("done", "right"), ("layer", "right"),
+    ("left", "right"), ("nozzle", "right"), ("bed", "right"), ("err", "right"),
+)
+
+
+def monitor_table(printers: Sequence[BasePrinter], labels: Mapping[str, str] | None = None) -> Table:
+    """The monitor's table: one row per printer, named by ``labels`` (profile or app names).
+
+    Headers never wrap or get cut (each column is at least as wide as its header) and the
+    printer's name is never cut either (it folds onto a second line if it must); what gives way
+    on a narrow terminal is the model's name. An offline printer reads ``offline`` in the state
+    column, and its other values are the last ones reported.
+    """
+    from rich import box
+    from rich.table import Table
+
+    labels = labels or {}
+    table = Table(title="bambu monitor", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                  collapse_padding=True)
+    for header, justify in _COLUMNS:
+        table.add_column(header, justify=justify, min_width=len(header), no_wrap=header != "printer",
+                         overflow="fold" if header == "printer" else "ellipsis")
+    for p in printers:
+        s = p.status
+        job, temps = s.job, s.temperatures
+        nozzle = "/".join(num(n.current) for n in temps.nozzles) if temps.nozzles else num(temps.nozzle)
+        table.add_row(
+            labels.get(p.serial, p.serial),
+            p.model.name if p.model else "?",
+            job.state.value if p.connected else "offline",
+            f"{job.progress or 0}%",
+            f"{job.layer or 0}/{job.total_layers or 0}",
+            f"{int(job.remaining.total_seconds() // 60)}m" if job.remaining else "-",
+            f"{nozzle}°",
+            f"{num(temps.bed)}°",
+            str(len(s.hms) + (1 if s.print_error else 0)),
+        )
+    return table
+
+
+@contextlib.contextmanager
+def _logs_above(before: Any) -> Iterator[None]:
+    """Log lines go through the live display (rich's stand-in for stderr), above the table.
+
+    Handlers made by ``logging.basicConfig`` hold the stderr of before the display started; their
+    lines would land in the middle of the table and leave a stale copy of it on screen.
+    """
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    if sys.stderr is not before:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (before, sys.__stderr__):
+                swapped.append((handler, handler.setStream(sys.stderr)))
+    try:
+        yield
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
 
 
 # --- control
@@ -414,6 +461,9 @@ async def light(printer: Printer, mode: str, node: str, as_json: bool) -> None:
 @with_printer
 async def temp(printer: Printer, heater: str, celsius: float, as_json: bool) -> None:
     """Set a target temperature."""
+    model = printer.model or printer.status.model
+    if heater == "chamber" and model is not None and not model.chamber_heater:
+        raise UnsupportedError(f"the {model.name} has no chamber heater: nothing to set")
     setter = {"nozzle": printer.set_nozzle_temp, "bed": printer.set_bed_temp, "chamber": printer.set_chamber_temp}
     ack = await setter[heater](celsius)
     emit({"ok": True, "ack": ack}, as_json, lambda _: f"{heater} target: {celsius:g} °C")
@@ -468,11 +518,19 @@ async def files_ls(printer: Printer, path: str, as_json: bool) -> None:
 @files.command("get")
 @click.argument("remote")
 @click.argument("local", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to save it (default: its name, in the current folder).")
+@click.option("--force", is_flag=True, help="Replace a local file of the same name.")
 @printer_options
 @with_printer
-async def files_get(printer: Printer, remote: str, local: Path | None, as_json: bool) -> None:
-    """Download a file."""
-    target = local or Path(remote.rsplit("/", 1)[-1])
+async def files_get(printer: Printer, remote: str, local: Path | None, output: Path | None, force: bool,
+                    as_json: bool) -> None:
+    """Download a file (an existing local file is kept unless --force)."""
+    if local is not None and output is not None:
+        raise click.UsageError("give the local name once: as LOCAL or as --output")
+    target = output or local or Path(remote.rsplit("/", 1)[-1])
+    if target.exists() and not force:
+        raise click.ClickException(f"{target} exists: add --force to replace it, or choose another with -o")
     await printer.files.download(remote, target)
     emit({"ok": True, "remote": remote, "local": str(target), "size": target.stat().st_size}, as_json,
          lambda d: f"{d['remote']} -> {d['local']} ({d['size']} bytes)")
@@ -595,16 +653,50 @@ def config() -> None:
 
 @config.command("add")
 @click.argument("name")
-@click.option("--host", required=True)
-@click.option("--serial", required=True)
-@click.option("--port", type=int, default=8883, show_default=True)
+@click.option("--host", required=True, help="Printer address.")
+@click.option("--serial", required=True, help="Printer serial (on the printer's screen or label).")
+@click.option("--port", type=int, default=8883, show_default=True, help="MQTT port.")
+@click.option("--ftps-port", type=int, default=990, show_default=True, help="FTPS port.")
+@click.option("--camera-port", type=int, help="Camera port (default: by model, 6000 or 322).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Trust this CA instead of Bambu's bundled one (a virtual printer's: bambu sim --write-ca).")
+@click.option("--insecure", is_flag=True, help="Do not check the printer's certificate (not recommended).")
+@click.option("--access-code-stdin", is_flag=True, help="Read the access code from standard input.")
 @click.option("--default", "make_default", is_flag=True, help="Make it the default printer.")
-def config_add(name: str, host: str, serial: str, port: int, make_default: bool) -> None:
-    """Add a printer; the access code is asked for (not echoed) and stored with mode 0600."""
-    code = click.prompt("Access code", hide_input=True).strip()
-    path = save_profile(PrinterProfile(name=name, host=host, serial=serial, access_code=code, port=port),
-                        make_default=make_default)
-    click.echo(f"saved {name!r} to {path}")
+@click.option("--force", is_flag=True, help="Replace a profile of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the saved profile as JSON (without the code).")
+def config_add(name: str, host: str, serial: str, port: int, ftps_port: int, camera_port: int | None,
+               ca_file: Path | None, insecure: bool, access_code_stdin: bool, make_default: bool, force: bool,
+               as_json: bool) -> None:
+    """Add a printer profile. The access code is asked for (not echoed), or read from standard
+    input, and the file is written with mode 0600."""
+    if ca_file is not None and insecure:
+        raise click.UsageError("--ca-file and --insecure contradict each other: choose one")
+    profiles, _ = load_profiles()
+    if name in profiles and not force:
+        raise click.ClickException(f"a profile named {name!r} exists in {config_path()}: add --force to replace it")
+    code = sys.stdin.readline().strip() if access_code_stdin else ask_secret("Access code")
+    if not code:
+        raise click.UsageError("no access code on standard input")
+    profile = PrinterProfile.from_mapping(name, {
+        "host": host, "serial": serial, "access_code": code, "port": port, "ftps_port": ftps_port,
+        "camera_port": camera_port, "ca_file": str(ca_file.resolve()) if ca_file else None, "insecure": insecure,
+    })
+    path = save_profile(profile, make_default=make_default)
+    _, default = load_profiles(path)
+    emit({"saved": name, "path": str(path), "default": default == name, **profile.to_dict()}, as_json,
+         lambda d: f"saved {name!r} to {d['path']}" + (" (the default printer)" if d["default"] else ""))
+
+
+@config.command("remove")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def config_remove(name: str, as_json: bool) -> None:
+    """Remove a printer profile."""
+    path = remove_profile(name)
+    _, default = load_profiles(path)
+    emit({"removed": name, "path": str(path), "default": default}, as_json,
+         lambda d: f"removed {name!r} from {d['path']}" + (f"; the default is now {default!r}" if default else ""))
 
 
 @config.command("list")

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bambulab import __version__
+from bambulab.cli.common import cli_message, environment_help
 from bambulab.exceptions import BambuError
 
 __all__ = ["cli", "main"]
@@ -24,8 +25,7 @@ class _Group(click.Group):
         except (BambuError, OSError, ValueError, KeyError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            click.echo(f"error: {message}", err=True)
+            click.echo(f"error: {cli_message(exc)}", err=True)
             ctx.exit(1)
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
@@ -34,7 +34,7 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, epilog=environment_help())
 @click.version_option(__version__, prog_name="bambu")
 @click.option("--debug", is_flag=True, envvar="BAMBU_DEBUG", help="Verbose logs and full tracebacks.")
 @click.pass_context

@@ -27,8 +27,7 @@ from typing import Any
 
 import click
 
-from bambulab.cli.cloud import token_path
-from bambulab.cli.lan import emit
+from bambulab.cli.common import emit, token_path
 from bambulab.config import config_path
 
 __all__ = ["proxy"]

@@ -16,6 +16,7 @@ import email.utils
 import json
 import platform
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "REGIONS",
     "Region",
     "RetryPolicy",
+    "check_token",
     "decode_json",
     "default_headers",
     "error_for",
@@ -92,13 +94,32 @@ def default_headers() -> dict[str, str]:
     }
 
 
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def check_token(token: str, source: str = "the access token") -> str:
+    """``token`` without surrounding whitespace; :class:`AuthenticationError` when it cannot be one.
+
+    A token travels in an HTTP header and an MQTT password: a line break, a space inside, a control
+    or non-ASCII character means the file (or variable) it came from is corrupt. The message names
+    ``source`` and never quotes the value.
+    """
+    stripped = token.strip() if isinstance(token, str) else ""
+    if not stripped or not _TOKEN.fullmatch(stripped):
+        raise AuthenticationError(
+            f"{source} is corrupt (empty, or holding spaces, line breaks, control or non-ASCII characters); "
+            "log in again (bambu login)"
+        )
+    return stripped
+
+
 def decode_json(response: HttpResponse, endpoint: str) -> Any:
     """The JSON body of a successful answer (None when empty)."""
     if not response.content.strip():
         return None
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise CloudError(f"{endpoint}: the cloud answered with something that is not JSON "
                          f"(HTTP {response.status})", status=response.status) from None
 
@@ -106,7 +127,7 @@ def decode_json(response: HttpResponse, endpoint: str) -> Any:
 def _json_or_none(response: HttpResponse) -> dict[str, Any] | None:
     try:
         data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -215,7 +236,7 @@ def uid_from_jwt(token: str) -> int | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return None
     username = claims.get("username") if isinstance(claims, Mapping) else None
     if isinstance(username, str) and username.startswith("u_") and username[2:].isdigit():

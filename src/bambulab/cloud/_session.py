@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from xml.etree import ElementTree
 
-from bambulab.cloud._base import RetryPolicy, decode_json, default_headers, error_for, resolve_urls
+from bambulab.cloud._base import RetryPolicy, check_token, decode_json, default_headers, error_for, resolve_urls
 from bambulab.cloud.endpoints import Endpoint, Request
 from bambulab.exceptions import BambuConnectionError, BambuError, BambuTimeoutError, CloudError, NotConnectedError
 from bambulab.transports.http import AsyncHttpTransport, HttpResponse, HttpTransport, redact_url
@@ -41,10 +41,15 @@ _CHUNK = 256 * 1024
 class Call:
     """Send ``request`` (with ``token`` as bearer when given); statuses in ``accept`` come back as answers."""
 
-    request: Request
+    request: Request = field(repr=False)
     token: str | None = field(default=None, repr=False)
     accept: frozenset[int] = frozenset()
     headers: Mapping[str, str] | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        # The request is shown through its own redacting repr; the token only as "set".
+        return (f"Call(request={self.request!r}, token={'***' if self.token else None}, "
+                f"accept={sorted(self.accept)!r}, headers={'***' if self.headers else None})")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class _SessionBase:
     def request_headers(self, call: Call) -> dict[str, str]:
         out = {**self.headers, **call.request.headers, **(call.headers or {})}
         if call.token:
-            out["Authorization"] = f"Bearer {call.token}"
+            out["Authorization"] = f"Bearer {check_token(call.token)}"
         return out
 
     def outcome(self, call: Call, response: HttpResponse) -> HttpResponse | BambuError:
@@ -166,7 +171,7 @@ class SyncSession(_SessionBase):
     def call(self, endpoint: Endpoint[T], token: str | None, **args: Any) -> T:
         request = endpoint.build(**args)
         response = self.send(Call(request, token if endpoint.auth else None))
-        return endpoint.parse(decode_json(response, endpoint.name), args)
+        return endpoint.read(decode_json(response, endpoint.name), args)
 
     def run(self, flow: Flow[T], ask: Callable[[Any], Any]) -> T:
         value: Any = None
@@ -275,7 +280,7 @@ class AsyncSession(_SessionBase):
     async def call(self, endpoint: Endpoint[T], token: str | None, **args: Any) -> T:
         request = endpoint.build(**args)
         response = await self.send(Call(request, token if endpoint.auth else None))
-        return endpoint.parse(decode_json(response, endpoint.name), args)
+        return endpoint.read(decode_json(response, endpoint.name), args)
 
     async def run(self, flow: Flow[T], ask: Callable[[Any], Any]) -> T:
         value: Any = None

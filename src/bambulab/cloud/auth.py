@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from bambulab.cloud import endpoints as ep
-from bambulab.cloud._base import RetryPolicy, decode_json, error_for, uid_from_jwt
+from bambulab.cloud._base import RetryPolicy, check_token, decode_json, error_for, uid_from_jwt
 from bambulab.cloud._files import write_private
 from bambulab.cloud._session import Ask, AsyncSession, Call, Flow, SyncSession
 from bambulab.exceptions import (
@@ -109,11 +109,17 @@ class Token:
         access = data.get("access_token") or data.get("token")  # "token": the older package's file
         if not isinstance(access, str) or not access:
             raise ValueError("the token file has no access_token")
+        refresh = str(data.get("refresh_token") or "").strip()
+        try:
+            access = check_token(access, "the token file's access_token")
+            refresh = check_token(refresh, "the token file's refresh_token") if refresh else ""
+        except AuthenticationError as exc:
+            raise ValueError(str(exc)) from None
         expires = data.get("expires_at")
         uid = data.get("uid")
         return cls(
             access_token=access,
-            refresh_token=str(data.get("refresh_token") or ""),
+            refresh_token=refresh,
             expires_at=float(expires) if isinstance(expires, int | float) else None,
             uid=int(uid) if isinstance(uid, int) else None,
             region=str(data.get("region") or "global"),
@@ -167,21 +173,33 @@ def _token_body(data: Mapping[str, Any], region: str, now: float) -> Token | Non
     if not isinstance(access, str) or not access:
         return None
     refresh = data.get("refreshToken")
+    try:  # a token the server sent must still fit in a header: never store a corrupt one
+        access = check_token(access, "the token the Bambu cloud sent")
+        refresh = check_token(refresh, "the refresh token the Bambu cloud sent") if isinstance(refresh, str) \
+            and refresh.strip() else access
+    except AuthenticationError as exc:
+        raise CloudError(f"login: {exc.args[0].split(';')[0]}") from None
     expires_in = data.get("expiresIn")
-    expires_at = now + float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else None
-    return Token(access, refresh if isinstance(refresh, str) and refresh else access, expires_at,
-                 uid_from_jwt(access), region)
+    expires_at = None
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and 0 < expires_in < 10 * 365 * 86400:
+        expires_at = now + float(expires_in)
+    return Token(access, refresh, expires_at, uid_from_jwt(access), region)
 
 
 def _object(response: HttpResponse, endpoint: str) -> dict[str, Any]:
     data = decode_json(response, endpoint)
-    return data if isinstance(data, dict) else {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CloudError(f"{endpoint}: the Bambu cloud answered in an unexpected shape ({type(data).__name__})",
+                         status=response.status)
+    return data
 
 
 def _code_number(response: HttpResponse) -> Any:
     try:
         data = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data.get("code") if isinstance(data, dict) else None
 
@@ -189,7 +207,7 @@ def _code_number(response: HttpResponse) -> Any:
 def _server_message(response: HttpResponse) -> str:
     try:
         data = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     message = data.get("message") or data.get("error") if isinstance(data, dict) else None
     return " ".join(str(message).split())[:200] if message else ""
@@ -207,7 +225,7 @@ def _with_uid(token: Token) -> Flow[Token]:
     except (CloudError, BambuConnectionError, BambuTimeoutError) as exc:
         log.info("logged in, but the account's uid is not known yet (%s)", type(exc).__name__)
         return token
-    uid = ep.PREFERENCE.parse(decode_json(response, "preference"), {}).uid
+    uid = ep.PREFERENCE.read(decode_json(response, "preference")).uid
     return replace(token, uid=uid or None)
 
 
@@ -368,7 +386,7 @@ def uid_flow(token: str) -> Flow[int]:
     if uid is not None:
         return uid
     response = yield Call(ep.PREFERENCE.build(), token=token)
-    return ep.PREFERENCE.parse(decode_json(response, "preference"), {}).uid
+    return ep.PREFERENCE.read(decode_json(response, "preference")).uid
 
 
 def token_file_flow(

@@ -34,6 +34,7 @@ from bambulab.cloud.models import (
     TaskPage,
     UploadTarget,
 )
+from bambulab.exceptions import CloudError
 
 __all__ = ["ENDPOINTS", "Endpoint", "Host", "Request"]
 
@@ -58,6 +59,20 @@ class Request:
     idempotent: bool
     auth: bool
 
+    def __repr__(self) -> str:
+        # The body holds passwords, codes and refresh tokens, the query tickets: names only.
+        return (f"Request(endpoint={self.endpoint!r}, method={self.method!r}, host={self.host!r}, "
+                f"path={self.path!r}, params={_masked(self.params)}, json={_masked(self.json)}, "
+                f"headers={_masked(self.headers)}, idempotent={self.idempotent!r}, auth={self.auth!r})")
+
+    __str__ = __repr__
+
+
+def _masked(values: Mapping[str, Any] | None) -> str:
+    if values is None:
+        return "None"
+    return "{" + ", ".join(f"{key!r}: '***'" for key in values) + "}"
+
 
 @dataclass(frozen=True)
 class Endpoint(Generic[T]):
@@ -73,6 +88,21 @@ class Endpoint(Generic[T]):
     query: Callable[..., Mapping[str, Any]] | None = None
     body: Callable[..., Mapping[str, Any]] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    def read(self, body: Any, args: Mapping[str, Any] | None = None) -> T:
+        """``parse`` the decoded JSON ``body``; any shape it cannot read is a :class:`CloudError`.
+
+        The server decides what arrives (``{"devices": 5}``, ``true``, a nesting thousands deep):
+        whatever the parser trips over becomes one error naming this endpoint, never a bare
+        ``TypeError`` or ``RecursionError``.
+        """
+        try:
+            return self.parse(body, args or {})
+        except CloudError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError, OverflowError) as exc:
+            raise CloudError(f"{self.name}: the Bambu cloud answered in an unexpected shape "
+                             f"({type(exc).__name__})") from None
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -108,19 +138,34 @@ def _query_value(value: Any) -> str:
 
 
 def _object(body: Any, args: Mapping[str, Any]) -> dict[str, Any]:
-    return body if isinstance(body, dict) else {}
+    """The answer's JSON object ({} for an empty body); any other JSON value is the wrong shape."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise TypeError(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _items(body: Any, args: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    """The objects in the list ``body[key]`` (missing or null: none); anything but a list is wrong."""
+    value = _object(body, args).get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{key!r} should be a list, got {type(value).__name__}")
+    return [item for item in value if isinstance(item, dict)]
 
 
 def _devices(body: Any, args: Mapping[str, Any]) -> list[Device]:
-    return [Device.from_dict(d) for d in _object(body, args).get("devices") or [] if isinstance(d, dict)]
+    return [Device.from_dict(d) for d in _items(body, args, "devices")]
 
 
 def _print_status(body: Any, args: Mapping[str, Any]) -> list[PrintStatus]:
-    return [PrintStatus.from_dict(d) for d in _object(body, args).get("devices") or [] if isinstance(d, dict)]
+    return [PrintStatus.from_dict(d) for d in _items(body, args, "devices")]
 
 
 def _firmware(body: Any, args: Mapping[str, Any]) -> FirmwareInfo:
-    devices = [d for d in _object(body, args).get("devices") or [] if isinstance(d, dict)]
+    devices = _items(body, args, "devices")
     wanted = str(args.get("dev_id", "")).upper()
     chosen = next((d for d in devices if str(d.get("dev_id", "")).upper() == wanted), devices[0] if devices else {})
     return FirmwareInfo.from_dict(chosen)
@@ -140,7 +185,7 @@ def _task_id(body: Any, args: Mapping[str, Any]) -> int:
 
 
 def _messages(body: Any, args: Mapping[str, Any]) -> list[Message]:
-    return [Message.from_dict(m) for m in _object(body, args).get("hits") or [] if isinstance(m, dict)]
+    return [Message.from_dict(m) for m in _items(body, args, "hits")]
 
 
 def _notification(body: Any, args: Mapping[str, Any]) -> Notification:
@@ -149,7 +194,7 @@ def _notification(body: Any, args: Mapping[str, Any]) -> Notification:
 
 
 def _projects(body: Any, args: Mapping[str, Any]) -> list[Project]:
-    return [Project.from_dict(p) for p in _object(body, args).get("projects") or [] if isinstance(p, dict)]
+    return [Project.from_dict(p) for p in _items(body, args, "projects")]
 
 
 def _project(body: Any, args: Mapping[str, Any]) -> ProjectDetail:

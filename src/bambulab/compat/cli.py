@@ -204,7 +204,7 @@ def _camera_printer(
     if given:
         saved = Token(given.strip(), region=region or "global")
     else:
-        from bambulab.cli.cloud import token_path
+        from bambulab.cli.common import token_path
 
         path = Path(token_file[1]) if token_file else token_path(None)
         saved = load_token(path)

@@ -84,6 +84,7 @@ __all__ = [
     "set_nozzle_temp",
     "skip_objects",
     "start_pushing",
+    "start_url",
     "stop",
     "stop_pushing",
     "xcam_control_set",
@@ -631,6 +632,24 @@ def project_url(path: str, model: PrinterModel | str) -> str:
     if resolved.family in _LEGACY_URL_FAMILIES:
         return f"file:///sdcard/{rel}"
     return f"ftp:///{rel}"
+
+
+def start_url(path: str, model: PrinterModel | str | None, *, gcode: bool = False) -> str:
+    """Where a start command points for a file at ``path`` on the printer's storage: the one place
+    that decides the URL form.
+
+    ``project_file`` (``gcode=False``) takes :func:`project_url`; with the model unknown,
+    ``file:///sdcard/<path>``, the form every family before the H2 reads. ``gcode_file``
+    (``gcode=True``) takes :func:`project_url` on the newer families and a bare ``/sdcard/<path>``
+    on X1, P1 and A1 (and when the model is unknown).
+    """
+    rel = _storage_path(path)
+    resolved = _resolve_model(model) if model is not None else None
+    if resolved is None:
+        return f"/sdcard/{rel}" if gcode else f"file:///sdcard/{rel}"
+    if gcode and resolved.family in _LEGACY_URL_FAMILIES:
+        return f"/sdcard/{rel}"
+    return project_url(rel, resolved)
 
 
 def _ams_index(name: str, value: object) -> int:

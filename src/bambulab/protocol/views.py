@@ -10,6 +10,9 @@ Decisions worth knowing:
 
 * Temperatures prefer the flat legacy fields (``nozzle_temper`` …, 1/32 °C resolution on P1/A1)
   and fall back to the packed ``device`` values (low 16 bits current, high 16 bits target).
+  Where a report has per-extruder values (two-extruder H2D, H2C, X2D), ``nozzle`` is the active
+  extruder's: the flat ``nozzle_temper`` there may follow the other one (in an H2D capture with
+  extruder 0 active at 264 °C it read 40 °C). The flat value stays in ``legacy_nozzle``.
 * The chamber temperature is reported only where the model has a sensor; P1/A1/A2L send a
   placeholder 5. Without a known model a bare ``chamber_temper`` of exactly 5 is taken as the
   placeholder.
@@ -374,7 +377,9 @@ class Nozzle:
 @dataclass(frozen=True, slots=True)
 class Temperatures:
     """Temperatures in °C. ``nozzle`` is the active nozzle; ``nozzles`` has one entry per
-    extruder (two on the H2D, H2C and X2D)."""
+    extruder (two on the H2D, H2C and X2D). ``legacy_nozzle`` / ``legacy_nozzle_target`` are the
+    flat ``nozzle_temper`` fields as reported, which on two-extruder printers need not be the
+    active extruder's."""
 
     nozzle: float | None
     nozzle_target: float | None
@@ -384,6 +389,8 @@ class Temperatures:
     bed_target: float | None
     chamber: float | None
     chamber_target: float | None
+    legacy_nozzle: float | None = None
+    legacy_nozzle_target: float | None = None
 
     @classmethod
     def from_print(cls, p: Mapping[str, Any], model: PrinterModel | None) -> Temperatures:
@@ -421,9 +428,11 @@ class Temperatures:
             )
 
         nozzle, nozzle_target = flat_nozzle
-        if nozzle is None and nozzles:
+        per_extruder = len(infos) >= 2
+        if nozzles and (nozzle is None or (per_extruder and active is not None)):
             active_nozzle = next((n for n in nozzles if n.index == active), nozzles[0])
-            nozzle, nozzle_target = active_nozzle.current, active_nozzle.target
+            if active_nozzle.current is not None or nozzle is None:
+                nozzle, nozzle_target = active_nozzle.current, active_nozzle.target
 
         bed_packed = unpack_temperature(_path(device, "bed", "info", "temp"))
         bed = _float(p.get("bed_temper"))
@@ -439,6 +448,8 @@ class Temperatures:
             bed_target=bed_target if bed_target is not None else bed_packed[1],
             chamber=chamber,
             chamber_target=chamber_target,
+            legacy_nozzle=flat_nozzle[0],
+            legacy_nozzle_target=flat_nozzle[1],
         )
 
     @staticmethod

@@ -9,14 +9,21 @@ What the printers need, and what this module does about it:
   (:class:`~bambulab.exceptions.SessionReuseError`).
 * **Passive mode, control host.** ``PASV`` only; the address in the ``227`` reply is ignored
   (printers may advertise ``0.0.0.0``) and the data connection goes to the control peer.
-* **No TLS shutdown after an upload.** The A1 hangs in ``unwrap()``. After the last block the
-  client half-closes TCP (a FIN, no ``close_notify``), reads whatever the server still sends
-  (TLS 1.3 session tickets: leaving them unread would make the kernel answer with a reset that
-  can cut the upload short) until the server closes or answers, then closes and reads the reply.
-  A ``426`` after a complete ``STOR`` counts as success only when ``SIZE`` then matches.
+* **close_notify, then a half-close, after an upload.** After the last block the client sends
+  TLS ``close_notify`` (a stock OpenSSL 3 server treats an upload that ends without one as cut
+  short) but never waits for the server's (the A1 never sends one, and a blocking ``unwrap()``
+  hangs there), half-closes TCP, reads whatever the server still sends (TLS 1.3 session tickets:
+  leaving them unread would make the kernel answer with a reset that can cut the upload short)
+  until the server closes or answers, then closes and reads the reply. A ``426`` after a
+  complete ``STOR`` counts as success only when ``SIZE`` then matches.
 * **Optional TLS 1.2 cap** for firmware that refuses TLS 1.3 (``tls12=True``).
 * **Timeouts** are per socket operation: a transfer that keeps moving never times out, a stalled
   printer raises :class:`~bambulab.exceptions.BambuTimeoutError` after ``timeout`` seconds.
+  Everything but a file transfer (connect and log in, a command's reply, a listing) also has an
+  overall ``deadline``, which a server that keeps sending cannot push back.
+* **Bounded input.** A reply line is at most 8 KiB (``ftplib``), a reply at most
+  :data:`MAX_REPLY_LINES` lines, a listing at most :data:`MAX_LISTING_BYTES`, a download at most
+  the size ``SIZE`` announced: a hostile server gets an error, never the client's memory.
 
 Errors are mapped at this boundary: ``530`` → :class:`~bambulab.exceptions.AuthenticationError`,
 ``522`` → :class:`~bambulab.exceptions.SessionReuseError`, ``550`` →
@@ -63,9 +70,12 @@ from bambulab.exceptions import (
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_DEADLINE",
     "DEFAULT_PORT",
     "DEFAULT_TIMEOUT",
     "LOGIN_USER",
+    "MAX_LISTING_BYTES",
+    "MAX_REPLY_LINES",
     "FtpsClient",
     "ImplicitFTPS",
     "Progress",
@@ -77,6 +87,15 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+#: The most lines one reply may have (a greeting or a ``STAT`` of a few lines is normal).
+MAX_REPLY_LINES: Final = 256
+#: The most bytes a listing may have (a folder of thousands of files is a few hundred KiB).
+MAX_LISTING_BYTES: Final = 16 * 1024 * 1024
+#: Seconds an operation other than a file transfer may take in all (connect and log in, a
+#: reply, a listing), however steadily the server keeps sending.
+DEFAULT_DEADLINE: Final = 60.0
+_TRANSFERS: Final = frozenset({"upload", "download"})
 
 DEFAULT_PORT: Final = 990
 #: Seconds any single socket operation may wait (connect, handshake, a reply, one block).
@@ -101,6 +120,14 @@ _CONNECTION_ERRORS = (OSError, EOFError, ftplib.error_proto, ftplib.error_reply)
 
 class _Aborted(Exception):
     """The transfer was aborted from another thread (cancellation or close)."""
+
+
+class _TooMuch(ftplib.Error):
+    """The server sent more than a reply, a listing or the announced file size can hold."""
+
+
+class _Overdue(ftplib.Error):
+    """The operation ran past its overall deadline while the server kept sending."""
 
 
 class _LocalIOError(Exception):
@@ -169,9 +196,12 @@ class ImplicitFTPS(ftplib.FTP_TLS):
         serial: str | None = None,
         reuse_session: bool = True,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        deadline: float | None = DEFAULT_DEADLINE,
     ) -> None:
         if not isinstance(context, ssl.SSLContext):
             raise TypeError("context must be an ssl.SSLContext")
+        if deadline is not None and deadline <= 0:
+            raise ValueError("deadline must be a positive number of seconds (or None)")
         if timeout is None or timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         if block_size < 4096:
@@ -184,6 +214,8 @@ class ImplicitFTPS(ftplib.FTP_TLS):
         #: Whether each data connection resumed the control session (most recent last, bounded).
         self.data_reused: list[bool] = []
         self.last_used = time.monotonic()
+        self.deadline = deadline
+        self._due: float | None = None  # monotonic time the current operation must end by
         self._aborted = threading.Event()
         self._data: socket.socket | None = None
 
@@ -236,6 +268,7 @@ class ImplicitFTPS(ftplib.FTP_TLS):
 
     def open_session(self, host: str, port: int, access_code: str) -> None:
         """Connect, log in as ``bblp``, protect data connections (``PROT P``), binary mode."""
+        self._due = None if self.deadline is None else time.monotonic() + self.deadline
         self.connect(host, port)
         self.login(LOGIN_USER, access_code)
         self.prot_p()
@@ -276,8 +309,34 @@ class ImplicitFTPS(ftplib.FTP_TLS):
             return False
         return not readable and not sock.pending()
 
-    def begin_operation(self) -> None:
+    def begin_operation(self, *, transfer: bool = False) -> None:
+        """Start an operation: file transfers have no overall deadline (their size bounds them)."""
         self._aborted.clear()
+        self._due = None if transfer or self.deadline is None else time.monotonic() + self.deadline
+
+    def _check_due(self) -> None:
+        if self._due is not None and time.monotonic() > self._due:
+            raise _Overdue(f"the operation took longer than {self.deadline:g} s")
+
+    # -- replies, bounded
+
+    def getline(self) -> str:
+        self._check_due()
+        return super().getline()
+
+    def getmultiline(self) -> str:
+        """One reply, at most :data:`MAX_REPLY_LINES` lines (``ftplib`` would read forever)."""
+        lines = [self.getline()]
+        if lines[0][3:4] == "-":
+            code = lines[0][:3]
+            while True:
+                if len(lines) >= MAX_REPLY_LINES:
+                    raise _TooMuch(f"a reply of more than {MAX_REPLY_LINES} lines")
+                line = self.getline()
+                lines.append(line)
+                if line[:3] == code and line[3:4] != "-":
+                    break
+        return "\n".join(lines)
 
     def _check_abort(self) -> None:
         if self._aborted.is_set():
@@ -343,10 +402,36 @@ class ImplicitFTPS(ftplib.FTP_TLS):
         if resp[:1] not in ("1", "2"):
             raise ftplib.error_reply(resp)
 
+    def _close_notify(self, conn: socket.socket, deadline: float) -> None:
+        """Send TLS ``close_notify`` without waiting for the server's (the A1 never answers one).
+
+        Non-blocking: ``SSL_shutdown`` writes our alert, then reports that the answer has not
+        arrived (``SSLWantReadError``), which is where a blocking ``unwrap()`` would hang.
+        """
+        if not isinstance(conn, ssl.SSLSocket):
+            return
+        conn.setblocking(False)
+        try:
+            while True:
+                try:
+                    conn.unwrap()
+                    return  # the server's close_notify was already there
+                except ssl.SSLWantReadError:
+                    return  # ours is sent
+                except ssl.SSLWantWriteError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    select.select([], [conn], [], left)
+        except (OSError, ValueError):  # a reset, or the socket already closed: the reply tells
+            return
+
     def _drain_after_upload(self, conn: socket.socket) -> None:
-        """Half-close the data connection and read until the server closes it or answers."""
-        socket.socket.shutdown(conn, socket.SHUT_WR)  # a FIN, no TLS close_notify (A1)
+        """Send close_notify, half-close, and read until the server closes the connection or answers."""
         deadline = time.monotonic() + min(self.op_timeout, _DRAIN_LIMIT)
+        self._close_notify(conn, deadline)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(conn, socket.SHUT_WR)
         control = self.sock
         watch: list[Any] = [conn] if control is None else [conn, control]
         while True:
@@ -461,6 +546,8 @@ class ImplicitFTPS(ftplib.FTP_TLS):
                 chunk = recv(bs)
                 if not chunk:
                     break
+                if total is not None and received + len(chunk) > total:
+                    raise _TooMuch(f"more than the {total} bytes SIZE announced")
                 try:
                     write(chunk)
                 except OSError as exc:
@@ -468,11 +555,13 @@ class ImplicitFTPS(ftplib.FTP_TLS):
                 received += len(chunk)
                 if progress is not None:
                     progress(received, total)
-        except (OSError, _Aborted) as exc:
+        except (OSError, _Aborted, _TooMuch) as exc:
             data_error = exc
         finally:
             self._data = None
             conn.close()  # no unwrap(): the server already ended the TLS stream
+        if isinstance(data_error, _TooMuch):
+            raise data_error
         if isinstance(data_error, _Aborted):
             raise data_error
         self.voidresp()
@@ -488,17 +577,27 @@ class ImplicitFTPS(ftplib.FTP_TLS):
         text = b"".join(chunks).decode(self.encoding, "replace")
         return [line for line in text.splitlines() if line.strip()]
 
-    def retrieve_cmd(self, cmd: str, write: Callable[[bytes], object]) -> None:
+    def retrieve_cmd(self, cmd: str, write: Callable[[bytes], object], limit: int = MAX_LISTING_BYTES) -> None:
+        """Run ``cmd`` and hand its data to ``write``: at most ``limit`` bytes, within the deadline."""
         self._check_abort()
         conn = self.transfercmd(cmd)
         self._data = conn
         data_error: BaseException | None = None
+        received = 0
         try:
             while True:
+                self._check_due()
                 chunk = conn.recv(65536)
                 if not chunk:
                     break
+                received += len(chunk)
+                if received > limit:
+                    raise _TooMuch(f"a listing of more than {limit} bytes")
                 write(chunk)
+        except (_TooMuch, _Overdue):
+            self._data = None
+            conn.close()  # the control connection is dropped too: its reply is not awaited
+            raise
         except OSError as exc:
             data_error = exc
         finally:
@@ -532,6 +631,11 @@ def _map_error(exc: BaseException, *, host: str, action: str, path: str | None) 
         return exc
     if isinstance(exc, _Aborted):
         return BambuConnectionError(f"FTPS {action}{where} on {host} was aborted")
+    if isinstance(exc, _TooMuch):
+        return BambuConnectionError(f"FTPS {action}{where} on {host}: the server sent too much ({exc}); "
+                                    "is this a printer?")
+    if isinstance(exc, _Overdue):
+        return BambuTimeoutError(f"FTPS {action}{where} on {host}: {exc}, although the server kept sending")
     if isinstance(exc, ftplib.error_perm | ftplib.error_temp):
         reply = str(exc)
         code = _reply_code(exc)
@@ -599,6 +703,7 @@ class FtpsClient:
         serial: str | None = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
         reuse_session: bool = True,
+        deadline: float | None = DEFAULT_DEADLINE,
     ) -> None:
         if ssl_context is None:
             from bambulab.transports.tls import default_printer_context, printer_ssl_context
@@ -618,6 +723,8 @@ class FtpsClient:
         self.serial = serial
         self.block_size = block_size
         self.reuse_session = reuse_session
+        #: Seconds any operation but a file transfer may take in all (None: no overall limit).
+        self.deadline = deadline
         self._access_code = access_code
         self._context = tls12_context(ssl_context) if tls12 else ssl_context
         self._lock = asyncio.Lock()
@@ -800,7 +907,7 @@ class FtpsClient:
         """Runs in the worker thread: open the connection if needed, run ``job``, map errors."""
         try:
             ftp = self._ensure()
-            ftp.begin_operation()
+            ftp.begin_operation(transfer=action in _TRANSFERS)
             return job(ftp, report)
         except BaseException as exc:
             if not _keeps_connection(exc):
@@ -833,6 +940,7 @@ class FtpsClient:
                 serial=self.serial,
                 reuse_session=self.reuse_session,
                 block_size=self.block_size,
+                deadline=self.deadline,
             )
             try:
                 ftp.open_session(self.host, self.port, self._access_code)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import ssl
 import time
 from collections.abc import AsyncIterable, Iterable, Mapping
@@ -37,10 +38,11 @@ try:
     import httpx2
 except ImportError as _missing:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "the Bambu cloud client needs httpx2: pip install 'bambulab[cloud]' (or pip install httpx2)"
+        "the Bambu cloud client needs httpx2, a dependency of bambulab that is missing here: "
+        "reinstall bambulab (pip install --force-reinstall bambulab) or pip install httpx2"
     ) from _missing
 
-__all__ = ["AsyncHttpTransport", "HttpResponse", "HttpTransport", "redact_url"]
+__all__ = ["AsyncHttpTransport", "Headers", "HttpResponse", "HttpTransport", "check_headers", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +58,40 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
+#: Header values never shown in a repr (cookies carry the two-factor token, Authorization the bearer).
+SECRET_HEADERS = frozenset({"set-cookie", "cookie", "authorization", "x-amz-security-token"})
+
+
+class Headers(dict[str, str]):
+    """Response headers (lower-case names) whose ``repr`` masks the values of :data:`SECRET_HEADERS`."""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k!r}: {'***' if k.lower() in SECRET_HEADERS else v!r}" for k, v in self.items())
+        return "{" + shown + "}"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class HttpResponse:
-    """One HTTP answer, read completely. ``headers`` has lower-case names (the last value wins)."""
+    """One HTTP answer, read completely. ``headers`` has lower-case names (the last value wins).
+
+    The ``repr`` (and the ``headers``' own) masks cookie and authorization values.
+    """
 
     status: int
     headers: Mapping[str, str]
     content: bytes = field(repr=False)
     set_cookie: tuple[str, ...] = field(default=(), repr=False)
     url: str = ""  # redacted: no query
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, Headers):
+            object.__setattr__(self, "headers", Headers({k.lower(): v for k, v in self.headers.items()}))
+
+    def __repr__(self) -> str:
+        return (f"HttpResponse(status={self.status!r}, headers={Headers(self.headers)!r}, "
+                f"content=<{len(self.content)} bytes>, url={self.url!r})")
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -105,13 +132,21 @@ class _RedactUrls(logging.Filter):
         return True
 
 
+_FAILED = re.compile(r"^(?P<step>[\w.]+\.failed) exception=(?P<kind>\w+).*", re.DOTALL)
+
+
 class _RedactHeaders(logging.Filter):
-    """httpcore2's DEBUG trace prints the response headers: a ``Set-Cookie`` may carry a token."""
+    """httpcore2's DEBUG trace prints the response headers (a ``Set-Cookie`` may carry a token) and
+    the text of every exception (``Illegal header value b'Bearer ...'``): keep only the names."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith("receive_response_headers.complete"):
-            record.msg = "receive_response_headers.complete (headers not logged)"
-            record.args = None
+        if isinstance(record.msg, str):
+            if record.msg.startswith("receive_response_headers.complete"):
+                record.msg = "receive_response_headers.complete (headers not logged)"
+                record.args = None
+            elif (failed := _FAILED.match(record.getMessage())) is not None:
+                record.msg = f"{failed['step']} exception={failed['kind']} (details not logged)"
+                record.args = None
         return True
 
 
@@ -138,12 +173,28 @@ def _map_error(exc: Exception, method: str, url: str, timeout: float | None) -> 
         return BambuTimeoutError(f"{where}: no answer within {timeout} s")
     if isinstance(exc, httpx2.InvalidURL | httpx2.UnsupportedProtocol):
         return ValueError(f"{where}: invalid URL")
-    detail = str(exc).strip() or type(exc).__name__
+    # Only socket-level errors have safe text; a protocol error quotes what was sent (a header
+    # holding the bearer token), so only its class is named.
+    detail = (str(exc).strip() if isinstance(exc, httpx2.NetworkError) else "") or type(exc).__name__
     return BambuConnectionError(f"{where}: cannot reach the server ({detail})")
 
 
+def check_headers(headers: Mapping[str, str], method: str, url: str) -> None:
+    """Refuse header values HTTP cannot carry (CR, LF, other controls, non-ASCII) before sending.
+
+    The value is never quoted: the ``Authorization`` header holds the bearer token.
+    """
+    for name, value in headers.items():
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(f"{method} {redact_url(url)}: the {name} header holds characters HTTP cannot "
+                             "carry (line breaks, control or non-ASCII characters); value not shown")
+
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+
+
 def _response(raw: httpx2.Response, url: str, content: bytes) -> HttpResponse:
-    headers = {k.lower(): v for k, v in raw.headers.items()}
+    headers = Headers({k.lower(): v for k, v in raw.headers.items()})
     cookies = tuple(raw.headers.get_list("set-cookie"))
     return HttpResponse(raw.status_code, headers, content, cookies, redact_url(url))
 
@@ -159,10 +210,13 @@ def _log(method: str, url: str, status: int, started: float) -> None:
     log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, (time.monotonic() - started) * 1000)
 
 
-def _headers(headers: Mapping[str, str] | None, content: Content, length: int | None) -> dict[str, str]:
+def _headers(
+    headers: Mapping[str, str] | None, content: Content, length: int | None, method: str, url: str
+) -> dict[str, str]:
     out = dict(headers or {})
     if length is not None and content is not None and not isinstance(content, bytes):
         out["Content-Length"] = str(length)  # streamed bodies: no chunked encoding (S3 refuses it)
+    check_headers(out, method, url)
     return out
 
 
@@ -200,7 +254,7 @@ class HttpTransport:
         try:
             raw = self._client.request(
                 method, url, params=params, json=json, content=content,
-                headers=_headers(headers, content, content_length), timeout=_timeout(seconds),
+                headers=_headers(headers, content, content_length, method, url), timeout=_timeout(seconds),
             )
         except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
             raise _map_error(exc, method, url, seconds) from exc
@@ -253,7 +307,7 @@ class AsyncHttpTransport:
         try:
             raw = await self._client.request(
                 method, url, params=params, json=json, content=content,
-                headers=_headers(headers, content, content_length), timeout=_timeout(seconds),
+                headers=_headers(headers, content, content_length, method, url), timeout=_timeout(seconds),
             )
         except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
             raise _map_error(exc, method, url, seconds) from exc
