@@ -265,7 +265,8 @@ def render_markdown(spec: dict[str, Any]) -> str:
             lines += ["| status | meaning | body |", "|---|---|---|"]
             for status, response in op["responses"].items():
                 content: dict[str, Any] = response.get("content", {})
-                schema = next(iter(content.values()), {}).get("schema")
+                first: dict[str, Any] = next(iter(content.values()), {})
+                schema = first.get("schema")
                 lines.append(f"| {status} | {response['description']} | {_schema_text(schema)} |")
             lines.append("")
     lines += ["## Schemas", ""]
