@@ -515,6 +515,10 @@ class Fleet:
             sub.close()
 
     @property
+    def subscriptions(self) -> list[FleetSubscription]:
+        return list(self._subscriptions)
+
+    @property
     def subscribers(self) -> int:
         return len(self._subscriptions)
 
