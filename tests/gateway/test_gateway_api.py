@@ -228,9 +228,11 @@ async def test_sse_printer_events_and_unknown_filter(farm: Farm) -> None:
         events = sse_events(r)
         assert (await anext(events))[0] == "snapshot"
         await vp.inject_hms(0x0700_0100, 0x0003_0001)
+        data: Any = None
         async with asyncio.timeout(TIMEOUT):
-            async for kind, _, data in events:
+            async for kind, _, payload in events:
                 if kind == "printer_event":
+                    data = payload
                     break
         assert data["type"] == "HmsRaised" and data["serial"] == member.serial
         assert data["hms"]["code"] == "0700_0100_0003_0001"
