@@ -340,6 +340,24 @@ async def test_pause_resume_speed_on_a_printing_printer(farm: Farm) -> None:
     assert any("control: tests pause" in line for line in farm.logs.lines)
 
 
+async def test_control_from_python_with_the_same_checks_and_log(farm: Farm) -> None:
+    from bambulab.servers.gateway.control import ControlError
+
+    member = _by_model(farm, "A1")
+    result = await farm.gateway.control(member.serial, "light", {"on": True}, who="mqtt:test")
+    assert result["ok"] is True and result["ack"] == "success"
+    assert farm.gateway.control_log[-1]["who"] == "mqtt:test"
+    with pytest.raises(ControlError) as info:
+        await farm.gateway.control("NOPE", "pause", who="mqtt:test")
+    assert info.value.status == 404 and info.value.code == "unknown_printer"
+    farm.gateway.config.control = False
+    try:
+        with pytest.raises(ControlError, match="control is disabled"):
+            await farm.gateway.control(member.serial, "pause", who="mqtt:test")
+    finally:
+        farm.gateway.config.control = True
+
+
 async def test_print_a_stored_file_then_stop_and_clear(farm: Farm) -> None:
     member = _by_model(farm, "A1")
     base = f"/api/v1/printers/{member.serial}/control"
