@@ -306,7 +306,8 @@ class Member:
         initial, maximum = self.fleet.backoff
         while True:
             try:
-                await self.printer.connect()
+                async with self.fleet._connect_gate:  # a farm does not open 1,000 TLS sessions at once
+                    await self.printer.connect()
                 self.error = None
                 return
             except BambuError as exc:
@@ -393,6 +394,7 @@ class Fleet:
         coalesce: float = 0.1,
         stale_after: float = 90.0,
         flush_budget: float = 0.2,
+        connect_concurrency: int = 64,
         backoff: tuple[float, float] = (1.0, 60.0),
         printer_factory: Callable[[PrinterConfig], BasePrinter] | None = None,
     ) -> None:
@@ -405,6 +407,7 @@ class Fleet:
         #: Seconds between two deltas of one printer (``coalesce``, more for a big, busy farm).
         self.spacing = coalesce
         self._flush_cost = 50e-6  # seconds per summary, measured (moving average)
+        self._connect_gate = asyncio.Semaphore(connect_concurrency)
         self.backoff = backoff
         self._factory = printer_factory or _lan_printer
         self._members: dict[str, Member] = {}
