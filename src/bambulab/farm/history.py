@@ -373,8 +373,7 @@ class JobTracker:
         self, serial: str, state: Mapping[str, Any] | PrinterStatus, now: float, *, printer: str | None = None
     ) -> list[JobRecord | HmsChange]:
         status = state if isinstance(state, PrinterStatus) else PrinterStatus(state)
-        raw = status.raw.get("print")
-        p: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        p = status.raw  # the merged "print" object
         job = status.job
         out: list[JobRecord | HmsChange] = []
         entry = self._open.get(serial)
