@@ -175,7 +175,9 @@ def parse_time(value: str) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise HistoryError(f"not a time: {value!r} (use epoch seconds or ISO 8601, e.g. 2026-12-01T00:00:00Z)") from None
+        raise HistoryError(
+            f"not a time: {value!r} (use epoch seconds or ISO 8601, e.g. 2026-12-01T00:00:00Z)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -619,6 +621,16 @@ _JOB_COLUMNS: Final = (
 )
 
 
+_STATS_SQL: Final = (
+    "SELECT serial, MAX(printer), "
+    "SUM(CASE WHEN result = 'finished' THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN result NOT IN ('finished', 'running') THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN result = 'running' THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN result = 'cancelled' THEN 1 ELSE 0 END), "
+    "COALESCE(SUM(duration), 0) FROM jobs{where} GROUP BY serial ORDER BY serial"
+)
+
+
 def _job_from_row(row: Sequence[Any]) -> JobRecord:
     return JobRecord(
         id=int(row[0]),
@@ -809,7 +821,8 @@ class HistoryStore:
         deleted = 0
         with self._write_lock, d.transaction(self._writer) as conn:
             if telemetry_retention_days > 0:
-                cur = conn.execute(d.sql("DELETE FROM telemetry WHERE t < ?"), (now - telemetry_retention_days * 86400,))
+                cutoff = now - telemetry_retention_days * 86400
+                cur = conn.execute(d.sql("DELETE FROM telemetry WHERE t < ?"), (cutoff,))
                 deleted += max(cur.rowcount, 0)
             if retention_days > 0:
                 cutoff = now - retention_days * 86400
@@ -832,7 +845,8 @@ class HistoryStore:
 
     @staticmethod
     def _where(f: JobFilter) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if f.printer:
             clauses.append("(serial = ? OR printer = ?)")
             params += [f.printer, f.printer]
@@ -881,15 +895,7 @@ class HistoryStore:
         """Per printer: jobs ended, succeeded, failed (every other end), running, success rate
         (``None`` with no ended job) and print hours (the ended jobs' durations)."""
         where, params = self._where(JobFilter(since=since, until=until))
-        rows = self._query(
-            "SELECT serial, MAX(printer), "
-            "SUM(CASE WHEN result = 'finished' THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN result NOT IN ('finished', 'running') THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN result = 'running' THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN result = 'cancelled' THEN 1 ELSE 0 END), "
-            f"COALESCE(SUM(duration), 0) FROM jobs{where} GROUP BY serial ORDER BY serial",  # noqa: S608
-            params,
-        )
+        rows = self._query(_STATS_SQL.format(where=where), params)
         out: dict[str, dict[str, Any]] = {}
         for serial, name, ok, bad, running, cancelled, seconds in rows:
             ok, bad = int(ok or 0), int(bad or 0)
@@ -910,13 +916,14 @@ class HistoryStore:
         self, serial: str, *, since: float | None = None, until: float | None = None, limit: int = 10_000
     ) -> list[Sample]:
         """Samples oldest first (the newest ``limit`` of the window)."""
-        clauses, params = ["serial = ?"], [serial]
+        clauses: list[str] = ["serial = ?"]
+        params: list[Any] = [serial]
         if since is not None:
             clauses.append("t >= ?")
-            params.append(since)  # type: ignore[arg-type]
+            params.append(since)
         if until is not None:
             clauses.append("t < ?")
-            params.append(until)  # type: ignore[arg-type]
+            params.append(until)
         rows = self._query(
             "SELECT serial, t, nozzle, nozzle_target, bed, bed_target, chamber, progress, layer, state "  # noqa: S608
             f"FROM telemetry WHERE {' AND '.join(clauses)} ORDER BY t DESC LIMIT ?",
@@ -926,10 +933,11 @@ class HistoryStore:
 
     def hms_history(self, serial: str, *, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """HMS entries newest first: code, severity, text, raised/cleared times, the job."""
-        clauses, params = ["serial = ?"], [serial]
+        clauses: list[str] = ["serial = ?"]
+        params: list[Any] = [serial]
         if since is not None:
             clauses.append("raised_at >= ?")
-            params.append(since)  # type: ignore[arg-type]
+            params.append(since)
         rows = self._query(
             "SELECT code, severity, text, raised_at, cleared_at, job_key FROM hms_events "  # noqa: S608
             f"WHERE {' AND '.join(clauses)} ORDER BY raised_at DESC, id DESC LIMIT ?",
@@ -988,7 +996,7 @@ class _WriteQueue:
             if not self._items:
                 self.idle.set()
                 return None
-            batch = []
+            batch: list[Item] = []
             while self._items and len(batch) < limit:
                 item = self._items.popleft()
                 if isinstance(item, Sample):

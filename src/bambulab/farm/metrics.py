@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -33,6 +34,8 @@ from bambulab._version import __version__
 from bambulab.protocol.views import GcodeState, PrinterStatus
 
 __all__ = ["METRICS", "FleetCollector", "GatewayMetrics", "LoopLagMonitor"]
+
+log = logging.getLogger(__name__)
 
 #: name -> (type, help). The single list of what the gateway exports.
 METRICS: Final[Mapping[str, tuple[str, str]]] = {
@@ -123,7 +126,7 @@ class FleetCollector(Collector):
             try:
                 self._member(member, add, now)
             except Exception:  # one odd printer must not break the scrape of the farm
-                continue
+                log.debug("metrics: skipping %r", member, exc_info=True)
         yield from fams.values()
 
     @staticmethod

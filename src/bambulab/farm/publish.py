@@ -65,7 +65,7 @@ class PublishConfig:
     """The ``[mqtt]`` table of the gateway config. ``password`` is better given through
     ``password_env`` (an environment variable's name); it never appears in a repr or a log."""
 
-    enabled: bool = False
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
@@ -219,15 +219,16 @@ def discovery_messages(
                                 f"{{{{ value_json.temperatures.{key} }}}}", unit="°C",
                                 device_class="temperature", state_class="measurement"))
         if key != "chamber" or temps.get("chamber_target") is not None:
-            entities.append(_sensor(f"{key}_target", f"{name} target", f"{{{{ value_json.temperatures.{key}_target }}}}",
+            entities.append(_sensor(f"{key}_target", f"{name} target",
+                                    f"{{{{ value_json.temperatures.{key}_target }}}}",
                                     unit="°C", device_class="temperature"))
     units = ((summary.get("ams") or {}).get("units")) or []
     for u_index, unit in enumerate(units):
         uid_ams = unit.get("id", u_index)
         path = f"value_json.ams.units[{u_index}]"
         if unit.get("humidity") is not None:
-            entities.append(_sensor(f"ams{uid_ams}_humidity", f"AMS {uid_ams + 1 if isinstance(uid_ams, int) else uid_ams}"
-                                    " humidity level", f"{{{{ {path}.humidity }}}}", icon="mdi:water-percent"))
+            entities.append(_sensor(f"ams{uid_ams}_humidity", f"AMS {uid_ams} humidity level",
+                                    f"{{{{ {path}.humidity }}}}", icon="mdi:water-percent"))
         if unit.get("temperature") is not None:
             entities.append(_sensor(f"ams{uid_ams}_temperature", f"AMS {uid_ams} temperature",
                                     f"{{{{ {path}.temperature }}}}", unit="°C", device_class="temperature",
@@ -247,7 +248,7 @@ def discovery_messages(
             "availability": availability, "availability_mode": "all", "device": device, "origin": origin,
         })
         out.append((topics.config(component, serial, obj), json.dumps(config, sort_keys=True).encode()))
-    binary = [
+    binary: list[tuple[str, dict[str, Any]]] = [
         ("online", {"name": "Online", "device_class": "connectivity", "state_topic": topics.availability(serial),
                     "payload_on": "online", "payload_off": "offline",
                     "availability": [{"topic": topics.gateway_availability(gateway_id)}]}),
@@ -282,7 +283,9 @@ ControlCall = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
 
 def _refusal(code: int) -> BambuError:
     if code in (4, 5):
-        return AuthenticationError(f"the MQTT broker refused the login (CONNACK {code}): check [mqtt] username/password")
+        return AuthenticationError(
+            f"the MQTT broker refused the login (CONNACK {code}): check [mqtt] username/password"
+        )
     return BambuError(f"the MQTT broker refused the connection (CONNACK {code})")
 
 

@@ -39,6 +39,9 @@ ROUTE_MODULES: list[str] = [
     "bambulab.servers.gateway.api",
     "bambulab.servers.gateway.sse",
     "bambulab.servers.gateway.control",
+    "bambulab.servers.gateway.history",
+    "bambulab.servers.gateway.metrics",
+    "bambulab.servers.gateway.publish",
 ]
 
 
