@@ -6,31 +6,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx2
+from farmtools import until
 
 from bambulab.farm.config import GatewayConfig
 from bambulab.farm.demo import DEMO_FILE, DemoFarm
 from bambulab.farm.history import HistoryStore
 from bambulab.servers.gateway import Gateway
 from bambulab.servers.gateway.app import start_server
-
-
-async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def run_gateway(farm: DemoFarm, configs: list[Any], db: Path) -> tuple[Gateway, Any]:
@@ -69,7 +55,7 @@ async def test_jobs_recorded_once_across_reconnect_and_restart(tmp_path: Path) -
                 async def finished() -> bool:
                     body = (await http.get("/api/v1/history/jobs", params={"result": "finished"})).json()
                     return body["total"] == 2
-                await until(finished, timeout=60, what="two finished jobs")
+                await until(finished, within=60, what="two finished jobs")
                 body = (await http.get("/api/v1/history/jobs")).json()
                 assert body["total"] == 2, body
                 job = body["jobs"][0]
