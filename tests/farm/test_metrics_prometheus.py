@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx2
-from conftest import free_port, running
 from farmtools import until
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,6 +12,7 @@ from bambulab.farm.config import GatewayConfig
 from bambulab.farm.demo import DemoFarm
 from bambulab.servers.gateway import Gateway
 from bambulab.servers.gateway.app import start_server
+from conftest import free_port, running
 
 PROMETHEUS = "/usr/bin/prometheus"
 
