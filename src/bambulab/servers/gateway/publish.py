@@ -9,23 +9,19 @@ control is enabled; every call is logged and kept in ``gateway.control_log`` as 
 
 from __future__ import annotations
 
-import logging
-import time
+import dataclasses
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute
 
 from bambulab.config import ConfigError
-from bambulab.exceptions import BambuError
 from bambulab.farm.publish import MqttPublisher, PublishConfig
 
 if TYPE_CHECKING:
     from bambulab.servers.gateway import Gateway
 
 __all__ = ["publisher_of", "routes"]
-
-log = logging.getLogger("bambulab.gateway.control")
 
 _publishers: weakref.WeakKeyDictionary[Any, MqttPublisher] = weakref.WeakKeyDictionary()
 
@@ -43,30 +39,13 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
     cfg = PublishConfig.from_dict(section)
     if not cfg.enabled:
         return []
+    if cfg.gateway_id is None:  # one id per gateway: [gateway] id, else the host name
+        cfg = dataclasses.replace(cfg, gateway_id=str(getattr(gateway, "id", "") or "") or None)
     who = f"mqtt:{cfg.resolved_gateway_id()}"
 
     async def control(serial: str, action: str, body: dict[str, Any]) -> Any:
-        from bambulab.servers.gateway import control as ctl
-
-        member = gateway.fleet.get(serial)
-        if member is None or not gateway.control_enabled:
-            return None
-        started = time.monotonic()
-        result = "ok"
-        try:
-            runner = getattr(ctl, "run_control", None)
-            if runner is not None:
-                return await runner(gateway, serial, action, body, who=who)
-            return await ctl._run(member, action, body)
-        except BambuError as exc:
-            result = type(exc).__name__
-            raise
-        finally:
-            if getattr(ctl, "run_control", None) is None:
-                entry = {"t": time.time(), "who": who, "action": action, "printer": serial, "result": result,
-                         "ms": round((time.monotonic() - started) * 1000, 1)}
-                gateway.control_log.append(entry)
-                log.warning("control: %s %s %s -> %s (%.0f ms)", who, action, serial, result, entry["ms"])
+        # the same checks, log line and control_log as the HTTP route (who = mqtt:<gateway id>)
+        return await gateway.control(serial, action, body, who=who)
 
     publisher = MqttPublisher(gateway.fleet, cfg, control=control, control_enabled=lambda: gateway.control_enabled)
     _publishers[gateway] = publisher
