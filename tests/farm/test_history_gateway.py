@@ -16,21 +16,23 @@ from bambulab.farm.config import GatewayConfig
 from bambulab.farm.demo import DEMO_FILE, DemoFarm
 from bambulab.farm.history import HistoryStore
 from bambulab.servers.gateway import Gateway
-from bambulab.servers.gateway.app import start_server
+from bambulab.servers.gateway.app import create_app, start_server
 
 
-async def run_gateway(farm: DemoFarm, configs: list[Any], db: Path) -> tuple[Gateway, Any]:
+async def run_gateway(farm: DemoFarm, configs: list[Any], db: str) -> tuple[Gateway, Any]:
     cfg = GatewayConfig()
     cfg.printers.extend(configs)
-    cfg.sections = {"history": {"path": str(db), "sample_interval": 0.2}}
+    where = {"url": db} if "://" in db else {"path": db}
+    cfg.sections = {"history": {**where, "sample_interval": 0.2}}
     gw = Gateway(cfg)
+    app = create_app(gw)  # routes register their services before the gateway starts, as `bambu gateway` does
     await gw.start()
-    server = await start_server(gw, "127.0.0.1", 0)
+    server = await start_server(gw, "127.0.0.1", 0, app=app)
     return gw, server
 
 
-async def test_jobs_recorded_once_across_reconnect_and_restart(tmp_path: Path) -> None:
-    db = tmp_path / "history.sqlite3"
+async def test_jobs_recorded_once_across_reconnect_and_restart(store_target: str) -> None:
+    db = store_target
     farm = DemoFarm(2, time_scale=60.0, director=False, print_minutes=2, seed=7)
     configs = await farm.start()  # printers 0 and 1 start printing at once
     try:
@@ -39,7 +41,9 @@ async def test_jobs_recorded_once_across_reconnect_and_restart(tmp_path: Path) -
         try:
             async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
                 async def running() -> bool:
-                    jobs = (await http.get("/api/v1/history/jobs")).json()["jobs"]
+                    body = (await http.get("/api/v1/history/jobs")).json()
+                    assert "jobs" in body, body
+                    jobs = body["jobs"]
                     return len(jobs) == 2
                 await until(running, what="two running jobs")
                 # the printer drops every client mid-print: the gateway reconnects, same job

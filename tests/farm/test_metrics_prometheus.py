@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bambulab.farm.config import GatewayConfig
 from bambulab.farm.demo import DemoFarm
 from bambulab.servers.gateway import Gateway
-from bambulab.servers.gateway.app import start_server
+from bambulab.servers.gateway.app import create_app, start_server
 from conftest import free_port, running
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -23,8 +23,9 @@ async def test_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
     cfg = GatewayConfig()
     cfg.printers.extend(configs)
     gw = Gateway(cfg)
+    app = create_app(gw)  # routes register their services before the gateway starts, as `bambu gateway` does
     await gw.start()
-    server = await start_server(gw, "127.0.0.1", 0)
+    server = await start_server(gw, "127.0.0.1", 0, app=app)
     serial = configs[0].serial
     try:
         async with httpx2.AsyncClient(timeout=10) as http:
