@@ -197,3 +197,20 @@ def test_unreachable_postgres_is_a_clear_error_without_the_password() -> None:
     with pytest.raises(HistoryError) as info:
         HistoryStore.open("postgresql://bambu:s3cret@127.0.0.1:1/nowhere")
     assert "s3cret" not in str(info.value) and "PostgreSQL" in str(info.value)
+
+
+def test_the_write_queue_is_bounded_for_samples_only() -> None:
+    from bambulab.farm.history import _WriteQueue
+
+    q = _WriteQueue(maxsize=3)
+    for i in range(5):
+        q.put(Sample(SERIAL, T0 + i))
+    q.put(job("j"))  # job writes are never dropped
+    q.put(HmsChange(SERIAL, "0300_0100_0001_0001", "serious", None, T0))
+    assert q.dropped == 2 and len(q) == 5
+    batch = q.take(100)
+    assert batch is not None
+    assert [s.t for s in batch if isinstance(s, Sample)] == [T0 + 2, T0 + 3, T0 + 4]  # the oldest went first
+    assert any(isinstance(i, JobRecord) for i in batch) and any(isinstance(i, HmsChange) for i in batch)
+    q.close()
+    assert q.take(100) is None
