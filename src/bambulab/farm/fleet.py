@@ -116,6 +116,14 @@ class FleetSubscription:
                 self._wake.clear()
                 await self._wake.wait()
 
+    def drain(self, limit: int = 256) -> list[FleetEvent]:
+        """Up to ``limit`` queued events at once, without waiting (a ``resync`` comes alone)."""
+        out: list[FleetEvent] = []
+        queue = self._queue
+        while queue and len(out) < limit and not self._resync:
+            out.append(queue.popleft())
+        return out
+
     def __aiter__(self) -> AsyncIterator[FleetEvent]:
         return self
 

@@ -93,7 +93,9 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
                     if event.kind == "resync":
                         yield snapshot(wanted)
                         continue
-                    yield wire(event)
+                    # A busy farm publishes in bursts (one per fleet tick): one write per burst.
+                    more = subscription.drain(255)
+                    yield wire(event) if not more else b"".join([wire(event), *(wire(e) for e in more)])
             except asyncio.CancelledError:
                 raise
             finally:
