@@ -627,7 +627,7 @@ class Fleet:
         for member in dirty:
             if self._members.get(member.serial) is not member:
                 continue
-            if flush_started - member.flushed_at < self.spacing:
+            if flush_started - member.flushed_at < self.spacing - self.coalesce / 2:  # ticks are `coalesce` apart
                 self._dirty.add(member)  # flushed recently: this printer's next delta waits a little
                 continue
             member.flushed_at = flush_started
