@@ -258,12 +258,16 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
     info0 = await gateway_info(host, port)
     hist0 = await metric_total(host, port, r"bambu_history_writes_total")
     cpu0, me0, peer0, t0 = proc_cpu_seconds(pid), proc_cpu_seconds(), proc_cpu_seconds(peer), time.monotonic()
-    await asyncio.sleep(seconds)
+    loop_lags: list[float] = []
+    while time.monotonic() - t0 < seconds:  # the gateway's own event-loop lag, sampled
+        await asyncio.sleep(min(5.0, max(0.0, seconds - (time.monotonic() - t0))))
+        sample = await metric_total(host, port, r"bambu_gateway_event_loop_lag_seconds")
+        if sample is not None:
+            loop_lags.append(sample * 1000)
     cpu1, me1, peer1, t1 = proc_cpu_seconds(pid), proc_cpu_seconds(), proc_cpu_seconds(peer), time.monotonic()
     info1 = await gateway_info(host, port)
     hist1 = await metric_total(host, port, r"bambu_history_writes_total")
     rss = proc_rss_bytes(pid)
-    lag = await metric_total(host, port, r"bambu_gateway_event_loop_lag_max_seconds")
     stop.set()
     for task in tasks:
         task.cancel()
@@ -287,7 +291,7 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
         "sse_lag_p99_ms": round(percentile(lags, 0.99), 1) if sent is not None else None,
         "history_writes_per_s": round((hist1 - hist0) / window, 1) if hist0 is not None and hist1 is not None
         else None,
-        "gateway_loop_lag_max_ms": round(lag * 1000, 1) if lag is not None else None,
+        "gateway_loop_lag_ms_samples": [round(x, 1) for x in loop_lags],
         "driver_cpu_percent": round(100 * (me1 - me0) / window, 1),
         "machine_load_average_1m": round(os.getloadavg()[0], 2),
         "printers_process_cpu_percent": round(100 * (peer1 - peer0) / window, 1),

@@ -23,7 +23,7 @@ from bambulab.servers.gateway._http import (
     error,
     json_response,
     member_or_404,
-    redact,
+    redacted_json,
 )
 
 if TYPE_CHECKING:
@@ -118,11 +118,15 @@ def firmware_json(member: Member) -> dict[str, Any]:
             "model": member.model, "modules": modules}
 
 
-def full_json(member: Member) -> dict[str, Any]:
+def full_json(member: Member) -> RawJson:
+    """The summary, the connection facts and the merged raw state (print and info sections)."""
     state = member.printer.state
     raw = {k: state[k] for k in ("print", "info") if k in state}
-    return {**member.summary(), **_connection(member),
-            "state_raw": redact(raw, [member.config.access_code])}
+    extra = {k: v for k, v in _connection(member).items() if k not in ("online", "last_seen")}
+    summary = member.summary_json()
+    more = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))[1:-1]
+    return RawJson(summary[:-1] + b"," + more.encode() + b',"state_raw":'
+                   + redacted_json(raw, [member.config.access_code]) + b"}")
 
 
 def routes(gateway: Gateway) -> list[BaseRoute]:
