@@ -120,13 +120,15 @@ def firmware_json(member: Member) -> dict[str, Any]:
 
 def full_json(member: Member) -> RawJson:
     """The summary, the connection facts and the merged raw state (print and info sections)."""
-    state = member.printer.state
-    raw = {k: state[k] for k in ("print", "info") if k in state}
+    def make(state: dict[str, Any]) -> bytes:
+        raw = {k: state[k] for k in ("print", "info") if k in state}
+        return redacted_json(raw, [member.config.access_code])
+
     extra = {k: v for k, v in _connection(member).items() if k not in ("online", "last_seen")}
     summary = member.summary_json()
     more = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))[1:-1]
     return RawJson(summary[:-1] + b"," + more.encode() + b',"state_raw":'
-                   + redacted_json(raw, [member.config.access_code]) + b"}")
+                   + member.encode_state("api.state_raw", make) + b"}")
 
 
 def routes(gateway: Gateway) -> list[BaseRoute]:

@@ -32,8 +32,11 @@ _PRINT_STATUS = {"FINISH": "SUCCESS", "FAILED": "FAILED", "RUNNING": "RUNNING", 
 
 
 def _print_json(member: Member) -> bytes:
-    section = member.printer.state.get("print")
-    return redacted_json(section if isinstance(section, dict) else {}, [member.config.access_code])
+    def make(state: dict[str, Any]) -> bytes:
+        section = state.get("print")
+        return redacted_json(section if isinstance(section, dict) else {}, [member.config.access_code])
+
+    return member.encode_state("legacy.print", make)
 
 
 def routes(gateway: Gateway) -> list[BaseRoute]:
