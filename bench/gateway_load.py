@@ -55,6 +55,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
@@ -130,7 +139,7 @@ class Http:
 
 
 async def poller(host: str, port: int, serials: list[str], rate: float, stop: asyncio.Event,
-                 latencies: list[float], errors: list[int]) -> None:
+                 latencies: list[float], errors: list[int], by_kind: dict[str, list[float]]) -> None:
     http = Http(host, port)
     rng = random.Random()
     n = rng.randrange(10)
@@ -152,7 +161,9 @@ async def poller(host: str, port: int, serials: list[str], rate: float, stop: as
                 http.close()
                 http = Http(host, port)
                 continue
-            latencies.append((time.perf_counter() - t0) * 1000)
+            elapsed = (time.perf_counter() - t0) * 1000
+            latencies.append(elapsed)
+            by_kind.setdefault(path.split("?")[0].rsplit("/", 1)[-1] if n % 10 else "list", []).append(elapsed)
             if status != 200:
                 errors.append(status)
     finally:
@@ -249,15 +260,18 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
     lags: list[float] = []
     counts = [0]
     tasks = [asyncio.create_task(viewer(host, port, stop, sent or {}, lags, counts)) for _ in range(viewers)]
-    tasks += [asyncio.create_task(poller(host, port, serials, 5.0, stop, latencies, errors))
+    by_kind: dict[str, list[float]] = {}
+    tasks += [asyncio.create_task(poller(host, port, serials, 5.0, stop, latencies, errors, by_kind))
               for _ in range(pollers)]
     await asyncio.sleep(3.0)  # warm-up: streams open, snapshots read
     latencies.clear()
+    by_kind.clear()
     lags.clear()
     counts[0] = 0
     info0 = await gateway_info(host, port)
     hist0 = await metric_total(host, port, r"bambu_history_writes_total")
     cpu0, me0, peer0, t0 = proc_cpu_seconds(pid), proc_cpu_seconds(), proc_cpu_seconds(peer), time.monotonic()
+    wait0 = runqueue_wait_seconds(pid)
     loop_lags: list[float] = []
     while time.monotonic() - t0 < seconds:  # the gateway's own event-loop lag, sampled
         await asyncio.sleep(min(5.0, max(0.0, seconds - (time.monotonic() - t0))))
@@ -265,6 +279,7 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
         if sample is not None:
             loop_lags.append(sample * 1000)
     cpu1, me1, peer1, t1 = proc_cpu_seconds(pid), proc_cpu_seconds(), proc_cpu_seconds(peer), time.monotonic()
+    wait1 = runqueue_wait_seconds(pid)
     info1 = await gateway_info(host, port)
     hist1 = await metric_total(host, port, r"bambu_history_writes_total")
     rss = proc_rss_bytes(pid)
@@ -280,11 +295,15 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
         "pollers": pollers,
         "gateway_cpu_percent": round(100 * (cpu1 - cpu0) / window, 1),
         "gateway_rss_mib": round(rss / 2**20, 1),
+        # Runnable but not running (the machine is shared): how much CPU the gateway waited for.
+        "gateway_cpu_wait_percent": round(100 * (wait1 - wait0) / window, 1),
         "reports_per_s": round((info1["messages"] - info0["messages"]) / window),
         "rest_requests": len(latencies),
         "rest_p50_ms": round(percentile(latencies, 0.5), 2),
         "rest_p99_ms": round(percentile(latencies, 0.99), 2),
         "rest_errors": len(errors),
+        "rest_p99_ms_by_route": {("printers/{serial}" if k.isalnum() and len(k) > 10 else k):
+                                 round(percentile(v, 0.99), 1) for k, v in sorted(by_kind.items())},
         "sse_events_per_s": round(counts[0] / window),
         "sse_lag_samples": len(lags),
         "sse_lag_p50_ms": round(percentile(lags, 0.5), 1) if sent is not None else None,
