@@ -6,7 +6,8 @@ reconnect that carries ``Last-Event-ID`` and after a resync. Then one event per 
 ``offline``, ``added``, ``removed`` and ``printer_event`` (``{"serial", "type", ...}``). A comment
 line every 15 s keeps proxies from closing an idle stream.
 
-Memory is bounded per client: the fleet subscription holds at most ``QUEUE`` events; a client
+Memory is bounded per client: the fleet subscription holds at most ``QUEUE`` events (or four per
+printer in a bigger farm, since one fleet tick may publish a delta for each); a client
 that reads slower than the farm changes (or stops reading: the socket's buffers fill and our
 writes block) loses its queue and gets a fresh snapshot when it catches up.
 """
@@ -75,7 +76,10 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
                 return error(404, "unknown_printer", f"no printer with serial {unknown[0]!r} in this gateway")
         if gateway.sse_clients >= gateway.config.max_sse_clients:
             return error(503, "too_many_clients", "too many event-stream clients; try again later")
-        subscription = fleet.subscribe(wanted, maxsize=QUEUE)
+        # One fleet tick can publish a delta for every printer at once: the bound grows with the
+        # farm (references to shared events, a few bytes each), so only a slow client is resynced.
+        printers = len(wanted) if wanted is not None else len(fleet.members)
+        subscription = fleet.subscribe(wanted, maxsize=max(QUEUE, 4 * printers) if QUEUE > 16 else QUEUE)
 
         async def stream() -> AsyncIterator[bytes]:
             gateway.sse_clients += 1
