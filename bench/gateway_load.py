@@ -358,7 +358,7 @@ async def small(n: int, viewers: int, seconds: float, folder: Path) -> dict[str,
             sim.kill()
 
 
-async def big(n: int, rate: float, seconds: float, folder: Path) -> dict[str, Any]:
+async def big(n: int, rate: float, seconds: float, folder: Path, history: bool = True) -> dict[str, Any]:
     gen = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, str(BENCH / "loadgen.py"), "--port", "0", "--rate", str(rate)],
         env=env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -368,8 +368,9 @@ async def big(n: int, rate: float, seconds: float, folder: Path) -> dict[str, An
     try:
         info = json.loads(await asyncio.get_running_loop().run_in_executor(None, gen.stdout.readline))
         serials = [f"BENCH{i:010d}" for i in range(n)]
-        toml = ["[gateway]", "port = 0", "", "[history]", f'path = "{folder / "history-big.sqlite3"}"',
-                "sample_interval = 10.0", ""]
+        toml = ["[gateway]", "port = 0", ""]
+        if history:
+            toml += ["[history]", f'path = "{folder / "history-big.sqlite3"}"', "sample_interval = 10.0", ""]
         for serial in serials:
             toml += ["[[printers]]", f'serial = "{serial}"', 'host = "127.0.0.1"', f"port = {info['port']}",
                      f'access_code = "{info["access_code"]}"', "insecure = true", "model = \"P1S\"", ""]
@@ -411,7 +412,7 @@ async def main_async(args: argparse.Namespace) -> None:
             results.append(await small(args.printers, args.viewers, args.seconds, folder))
             show(results[-1])
         if not args.skip_big:
-            results.append(await big(args.big, args.rate, args.seconds, folder))
+            results.append(await big(args.big, args.rate, args.seconds, folder, not args.no_history))
             show(results[-1])
     print("\nGATEWAY-LOAD " + json.dumps(results))
 
@@ -434,6 +435,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--no-history", action="store_true", help="the big scenario without the history service")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -622,42 +622,57 @@ class Fleet:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                self._tick_once()
+                await self._tick_once()
             except Exception:  # never let one bad summary stop the fleet
                 log.exception("fleet tick failed")
 
-    def _tick_once(self) -> None:
-        started = time.perf_counter()
+    #: Longest stretch of fleet work before the loop gets to run other tasks (HTTP, reports).
+    SLICE = 0.005
+
+    async def _tick_once(self) -> None:
+        """One tick: connection checks for every member, then the dirty members' summaries. The
+        work is cut in slices of :attr:`SLICE` seconds, so a 1,000-printer tick never holds the
+        event loop for long; reports that arrive meanwhile just mark their printer dirty again."""
+        started = slice_start = time.perf_counter()
         now = time.time()
-        for member in list(self._members.values()):
+        for index, member in enumerate(list(self._members.values())):
             try:
                 member._check(now)
             except Exception:
                 log.exception("printer %s: check failed", member.serial)
+            if index % 64 == 63 and time.perf_counter() - slice_start > self.SLICE:
+                await asyncio.sleep(0)
+                slice_start = time.perf_counter()
         dirty, self._dirty = self._dirty, set()
         flushed = 0
-        flush_started = time.perf_counter()
+        flush_seconds = 0.0
+        mark = time.perf_counter()
         for member in dirty:
             if self._members.get(member.serial) is not member:
                 continue
-            if flush_started - member.flushed_at < self.spacing - self.coalesce / 2:  # ticks are `coalesce` apart
+            if mark - member.flushed_at < self.spacing - self.coalesce / 2:  # ticks are `coalesce` apart
                 self._dirty.add(member)  # flushed recently: this printer's next delta waits a little
                 continue
-            member.flushed_at = flush_started
+            member.flushed_at = mark
+            one = time.perf_counter()
             try:
-                member._flush(now)
+                member._flush(time.time())
             except Exception:
                 log.exception("printer %s: summary failed", member.serial)
+            done = time.perf_counter()
+            flush_seconds += done - one
             flushed += 1
-        ended = time.perf_counter()
+            if done - slice_start > self.SLICE:
+                await asyncio.sleep(0)
+                slice_start = time.perf_counter()
         if flushed:
-            cost = (ended - flush_started) / flushed
+            cost = flush_seconds / flushed
             self._flush_cost += (cost - self._flush_cost) * min(1.0, flushed / 100)
             # Every printer flushing once per `spacing` must fit the budget (a 1,000-printer farm at
             # ~60 us a summary gets a delta per printer every ~0.3 s; 200 printers every `coalesce`).
             self.spacing = max(self.coalesce, len(self._members) * self._flush_cost / self.flush_budget)
         self.flushes += flushed
-        self.flush_seconds += ended - started
+        self.flush_seconds += time.perf_counter() - started
 
 
 def _lan_printer(cfg: PrinterConfig) -> BasePrinter:
