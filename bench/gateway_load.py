@@ -170,12 +170,13 @@ async def poller(host: str, port: int, serials: list[str], rate: float, stop: as
         http.close()
 
 
-async def viewer(host: str, port: int, stop: asyncio.Event, sent: dict[tuple[str, float], int],
-                 lags: list[float], counts: list[int]) -> None:
+async def viewer(host: str, port: int, stop: asyncio.Event, counts: list[int]) -> None:
+    """One SSE client: counts data lines and notes when each marker first arrived (later deltas
+    repeat it: only the first arrival counts; lag = arrival - send, computed at the end)."""
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 22)
     writer.write(b"GET /api/v1/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
     marker = b'"nozzle_target":300.'
-    seen: set[tuple[str, float]] = set()  # later deltas repeat the marker: count its first arrival only
+    seen: set[tuple[str, float]] = set()
     try:
         while not stop.is_set():
             line = await reader.readline()
@@ -188,14 +189,59 @@ async def viewer(host: str, port: int, stop: asyncio.Event, sent: dict[tuple[str
                 continue
             now = time.monotonic_ns()
             data = json.loads(line[6:])
-            value = data["changes"]["temperatures"]["nozzle_target"]
-            key = (data["serial"], value)
-            t = sent.get(key)
-            if t is not None and key not in seen:
+            key = (data["serial"], data["changes"]["temperatures"]["nozzle_target"])
+            if key not in seen:
                 seen.add(key)
-                lags.append((now - t) / 1e6)
+                per_viewer.append((key, now))
     finally:
         writer.close()
+
+
+per_viewer: list[tuple[tuple[str, float], int]] = []
+
+
+def lags_ms(sent: dict[tuple[str, float], int], start_ns: int, end_ns: int) -> list[float]:
+    """Report sent -> event received, for every viewer and every marker sent in the window (up to
+    2 s before its end, so late events are still counted)."""
+    return [(arrived - sent[key]) / 1e6 for key, arrived in per_viewer
+            if key in sent and start_ns <= sent[key] <= end_ns - 2_000_000_000]
+
+
+async def viewers_main(host: str, port: int, count: int, seconds: float) -> None:
+    """The SSE viewers in their own process (so their parsing does not delay the pollers' clock):
+    marker send times come on stdin, lags go to stdout as one JSON line at the end."""
+    sent: dict[tuple[str, float], int] = {}
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def marks() -> None:
+        while line := await reader.readline():
+            with contextlib.suppress(ValueError, KeyError):
+                mark = json.loads(line)
+                sent[(mark["s"], mark["m"])] = mark["t"]
+
+    stop = asyncio.Event()
+    counts = [0]
+    feeder = asyncio.create_task(marks())
+    tasks = [asyncio.create_task(viewer(host, port, stop, counts)) for _ in range(count)]
+    await asyncio.sleep(3.0)
+    counts[0] = 0
+    start_ns = time.monotonic_ns()
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    window = time.monotonic() - t0
+    end_ns = time.monotonic_ns()
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.5)  # the last marks
+    feeder.cancel()
+    expected = count * sum(1 for t in sent.values() if start_ns <= t <= end_ns - 2_000_000_000)
+    lags = lags_ms(sent, start_ns, end_ns)
+    print(json.dumps({"lags": lags, "missing": expected - len(lags), "events": counts[0], "window": window}),
+          flush=True)
 
 
 async def metric_total(host: str, port: int, pattern: str) -> float | None:
@@ -252,6 +298,21 @@ async def wait_online(host: str, port: int, count: int, limit: float) -> float:
     raise SystemExit(f"only some of {count} printers came online within {limit:.0f} s")
 
 
+async def _forward_marks(sent: dict[tuple[str, float], int], proc: asyncio.subprocess.Process) -> None:
+    """Pass the marker send times on to the viewers' process as they come."""
+    assert proc.stdin is not None
+    done = 0
+    while True:
+        items = list(sent.items())
+        if len(items) > done:
+            proc.stdin.write(b"".join(json.dumps({"s": s, "m": m, "t": t}).encode() + b"\n"
+                                      for (s, m), t in items[done:]))
+            done = len(items)
+            with contextlib.suppress(ConnectionError):
+                await proc.stdin.drain()
+        await asyncio.sleep(0.05)
+
+
 async def measure(host: str, port: int, pid: int, serials: list[str], viewers: int, pollers: int,
                   seconds: float, sent: dict[tuple[str, float], int] | None, peer: int) -> dict[str, Any]:
     stop = asyncio.Event()
@@ -259,7 +320,15 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
     errors: list[int] = []
     lags: list[float] = []
     counts = [0]
-    tasks = [asyncio.create_task(viewer(host, port, stop, sent or {}, lags, counts)) for _ in range(viewers)]
+    viewers_proc = None
+    missing = None
+    if sent is not None and viewers:
+        viewers_proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__)), "_viewers", host, str(port), str(viewers), str(seconds),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env(), limit=1 << 26)
+        tasks = [asyncio.create_task(_forward_marks(sent, viewers_proc))]
+    else:
+        tasks = [asyncio.create_task(viewer(host, port, stop, counts)) for _ in range(viewers)]
     by_kind: dict[str, list[float]] = {}
     tasks += [asyncio.create_task(poller(host, port, serials, 5.0, stop, latencies, errors, by_kind))
               for _ in range(pollers)]
@@ -281,10 +350,17 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
     scrape_ms = (time.perf_counter() - scrape0) * 1000
     rss = proc_rss_bytes(pid)
     stop.set()
+    window = t1 - t0
+    if viewers_proc is not None:
+        assert viewers_proc.stdout is not None
+        out = json.loads(await viewers_proc.stdout.readline())
+        lags[:] = out["lags"]
+        missing = out["missing"]
+        counts[0] = int(out["events"] * window / out["window"])
+        await viewers_proc.wait()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    window = t1 - t0
     return {
         "printers": len(serials),
         "online": info1["online"],
@@ -303,12 +379,13 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
                                  round(percentile(v, 0.99), 1) for k, v in sorted(by_kind.items())},
         "sse_events_per_s": round(counts[0] / window),
         "sse_lag_samples": len(lags),
+        "sse_markers_never_seen": missing,
         "sse_lag_p50_ms": round(percentile(lags, 0.5), 1) if sent is not None else None,
         "sse_lag_p99_ms": round(percentile(lags, 0.99), 1) if sent is not None else None,
         "history_writes_per_s": round((hist1 - hist0) / window, 1) if hist0 is not None and hist1 is not None
         else None,
         "metrics_scrape_ms": round(scrape_ms, 1),  # one GET /metrics (outside the window: it blocks the loop)
-        "driver_cpu_percent": round(100 * (me1 - me0) / window, 1),
+        "driver_cpu_percent": round(100 * (me1 - me0) / window, 1),  # the pollers (+ viewers when in-process)
         "machine_load_average_1m": round(os.getloadavg()[0], 2),
         "printers_process_cpu_percent": round(100 * (peer1 - peer0) / window, 1),
     }
@@ -418,6 +495,10 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_viewers":
+        host, port, count, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+        asyncio.run(viewers_main(host, port, count, seconds))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "_sim":
         parser = argparse.ArgumentParser()
         parser.add_argument("_sim")

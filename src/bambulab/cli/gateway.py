@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 import signal
@@ -54,6 +55,11 @@ def gateway(config_file: Path | None, host: str | None, port: int | None, demo: 
     if config_file is None and not demo:
         raise click.UsageError("give --config farm.toml (see docs/gateway.md), or --demo to try it")
     asyncio.run(_serve(config_file, host, port, demo, demo_printers))
+
+
+def _freeze() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 async def _serve(config_file: Path | None, host: str | None, port: int | None, demo: bool, count: int) -> None:
@@ -111,6 +117,11 @@ async def _serve(config_file: Path | None, host: str | None, port: int | None, d
         click.echo(f"bambu gateway: {server.url}  ({what}; control {'on' if gw.control_enabled else 'off'}; "
                    "Ctrl-C to stop)", err=False)
         sys.stdout.flush()
+        # What exists after start-up (modules, printers, TLS contexts, the app) lives as long as the
+        # process: freeze it out of the cyclic GC, whose full passes otherwise stall the loop for
+        # tens of milliseconds in a big farm. Again once the first connections are made.
+        _freeze()
+        loop.call_later(30.0, _freeze)
         waiter = asyncio.ensure_future(stop.wait())
         await asyncio.wait([waiter, server.task], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
