@@ -32,7 +32,8 @@ class DemoFarm:
     """Virtual printers plus the director task. ``start()`` returns the gateway printer configs."""
 
     def __init__(self, count: int = 6, *, time_scale: float = 20.0, seed: int | None = None,
-                 director: bool = True, print_minutes: int = 45) -> None:
+                 director: bool = True, print_minutes: int = 45,
+                 director_interval: tuple[float, float] = (4.0, 9.0)) -> None:
         if count < 1:
             raise ValueError("a demo needs at least one printer")
         self.count = count
@@ -40,6 +41,9 @@ class DemoFarm:
         self.seed = seed
         self.director = director
         self.print_minutes = print_minutes
+        self.director_interval = director_interval
+        #: What the director did, by kind ("print", "hms", "runout", "resume", "clear").
+        self.happenings: dict[str, int] = {}
         self.sim: Any = None
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random(seed)
@@ -82,11 +86,14 @@ class DemoFarm:
         """Every few seconds, one thing happens somewhere in the farm."""
         rng = self._rng
         while True:
-            await asyncio.sleep(rng.uniform(4.0, 9.0))
+            await asyncio.sleep(rng.uniform(*self.director_interval))
             try:
                 await self._step(rng)
             except Exception:  # the demo must go on
                 log.debug("demo step failed", exc_info=True)
+
+    def _did(self, what: str) -> None:
+        self.happenings[what] = self.happenings.get(what, 0) + 1
 
     async def _step(self, rng: random.Random) -> None:
         printers = self.sim.printers
@@ -98,14 +105,19 @@ class DemoFarm:
         if vp.engine.dyn.hms:
             if state == "PAUSE":  # a runout: the operator reloads the spool and resumes
                 vp.engine.handle_local("print", {"command": "resume", "sequence_id": "0"})
+                self._did("resume")
             await vp.clear_hms()
+            self._did("clear")
             return
         if state in ("IDLE", "FINISH", "FAILED"):
             if roll < 0.6:
                 await vp.start_print(DEMO_FILE)
+                self._did("print")
         elif state == "RUNNING":
             if roll < 0.25:
                 attr, code = rng.choice(_DEMO_HMS)
                 await vp.inject_hms(attr, code)
+                self._did("hms")
             elif roll < 0.35:
                 await vp.filament_runout()
+                self._did("runout")
