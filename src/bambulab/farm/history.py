@@ -354,8 +354,11 @@ class JobTracker:
         self._open: dict[str, _Open] = {}
         self._hms: dict[str, dict[str, HmsChange]] = {}
 
-    def restore(self, records: Iterable[JobRecord]) -> None:
-        """Reload jobs still open in the store (after a restart), newest per printer."""
+    def restore(self, records: Iterable[JobRecord], hms: Iterable[HmsChange] = ()) -> None:
+        """Reload jobs and HMS alerts still open in the store (after a restart): a job keeps its
+        row, and an alert that cleared while the gateway was down is closed on the first report."""
+        for change in hms:
+            self._hms.setdefault(change.serial, {})[change.code] = change
         for record in sorted(records, key=lambda r: r.started_at):
             ident = f"task:{record.task_id}" if record.task_id else f"file:{record.file or ''}"
             self._open[record.serial] = _Open(
@@ -891,6 +894,12 @@ class HistoryStore:
         rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE ended_at IS NULL")  # noqa: S608
         return [_job_from_row(r) for r in rows]
 
+    def open_hms(self) -> list[HmsChange]:
+        """HMS alerts raised and not cleared yet."""
+        rows = self._query("SELECT serial, code, severity, text, raised_at, job_key FROM hms_events "
+                           "WHERE cleared_at IS NULL")
+        return [HmsChange(r[0], r[1], r[2], r[3], float(r[4]), job_key=r[5]) for r in rows]
+
     def stats(self, *, since: float | None = None, until: float | None = None) -> dict[str, dict[str, Any]]:
         """Per printer: jobs ended, succeeded, failed (every other end), running, success rate
         (``None`` with no ended job) and print hours (the ended jobs' durations)."""
@@ -1068,7 +1077,8 @@ class HistoryService:
     async def start(self) -> None:
         import asyncio
 
-        self.tracker.restore(await asyncio.to_thread(self.store.open_jobs))
+        jobs = await asyncio.to_thread(self.store.open_jobs)
+        self.tracker.restore(jobs, await asyncio.to_thread(self.store.open_hms))
         self._thread = threading.Thread(target=self._run, name="bambu-history-writer", daemon=True)
         self._thread.start()
         for member in list(self.fleet.members.values()):
