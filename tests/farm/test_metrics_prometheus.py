@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx2
@@ -71,6 +72,8 @@ async def test_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
                 await until(answered, within=60, what="Prometheus to scrape the gateway")
                 assert found["value"][1] == "1"  # type: ignore[index]
                 assert found["metric"]["job"] == "bambu"  # type: ignore[index]
+            shutil.rmtree(tmp_path / "data")  # Prometheus has stopped: its TSDB goes too
+            assert proc.returncode is not None
     finally:
         await server.stop()
         await gw.stop()

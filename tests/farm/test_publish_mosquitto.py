@@ -5,21 +5,18 @@ Assistant button, and sees a gateway's last will when it dies."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from farmtools import until
+from farmtools import Consumer, until
 
 from bambulab.farm.config import hash_token
 from bambulab.sim import Simulator
@@ -47,39 +44,6 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 assert proc.poll() is None and time.monotonic() < deadline, (base / "mosquitto.log").read_text()
                 time.sleep(0.05)
         yield port
-
-
-class Consumer:
-    """A paho client that remembers the last message of every topic (retained ones included)."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: dict[str, bytes] = {}
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="farm-consumer")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("bambulab/#", 1), ("homeassistant/#", 1)])
-        self.client.loop_start()
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        with self.lock:
-            self.messages[message.topic] = bytes(message.payload)
-
-    def get(self, topic: str) -> bytes | None:
-        with self.lock:
-            return self.messages.get(topic)
-
-    def json(self, topic: str) -> Any:
-        raw = self.get(topic)
-        return json.loads(raw) if raw else None
-
-    def topics(self, prefix: str) -> list[str]:
-        with self.lock:
-            return [t for t in self.messages if t.startswith(prefix)]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def write_config(path: Path, name: str, printers: list[Any], ca: Path, broker: int, *, control: bool) -> None:
