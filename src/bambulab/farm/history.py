@@ -624,6 +624,19 @@ _JOB_COLUMNS: Final = (
 )
 
 
+_UPSERT_JOB: Final = """INSERT INTO jobs (job_key, serial, printer, file, plate, task_id, started_at, ended_at, result,
+        duration, layers, total_layers, progress, print_error, filament, hms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (job_key) DO UPDATE SET
+        printer = COALESCE(excluded.printer, jobs.printer),
+        ended_at = excluded.ended_at, result = excluded.result, duration = excluded.duration,
+        layers = COALESCE(excluded.layers, jobs.layers),
+        total_layers = COALESCE(excluded.total_layers, jobs.total_layers),
+        progress = COALESCE(excluded.progress, jobs.progress),
+        print_error = excluded.print_error, filament = excluded.filament, hms = excluded.hms
+    WHERE jobs.ended_at IS NULL"""  # a finished job never changes: duplicates and replays are no-ops
+_INSERT_SAMPLE: Final = """INSERT INTO telemetry (serial, t, nozzle, nozzle_target, bed, bed_target, chamber, progress,
+        layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial, t) DO NOTHING"""
 _STATS_SQL: Final = (
     "SELECT serial, MAX(printer), "
     "SUM(CASE WHEN result = 'finished' THEN 1 ELSE 0 END), "
@@ -757,35 +770,34 @@ class HistoryStore:
         """Write a batch in one transaction."""
         d = self._dialect
         with self._write_lock, d.transaction(self._writer) as conn:
-            for item in items:
-                if isinstance(item, JobRecord):
-                    self._upsert_job(conn, item)
-                elif isinstance(item, HmsChange):
+            cursor = conn.cursor()
+            run: list[Any] = []  # consecutive rows of one kind go in one executemany (a pipeline on psycopg)
+            kind: type | None = None
+            for item in [*items, None]:
+                if run and type(item) is not kind:
+                    if kind is JobRecord:
+                        cursor.executemany(d.sql(_UPSERT_JOB), [self._job_row(r) for r in run])
+                    else:
+                        cursor.executemany(d.sql(_INSERT_SAMPLE), [self._sample_row(s) for s in run])
+                    run = []
+                if isinstance(item, HmsChange):
                     self._hms(conn, item)
-                else:
-                    self._sample(conn, item)
+                elif item is not None:
+                    kind = type(item)
+                    run.append(item)
 
-    def _upsert_job(self, conn: Any, r: JobRecord) -> None:
-        conn.execute(
-            self._dialect.sql(
-                """INSERT INTO jobs (job_key, serial, printer, file, plate, task_id, started_at, ended_at, result,
-                       duration, layers, total_layers, progress, print_error, filament, hms)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (job_key) DO UPDATE SET
-                       printer = COALESCE(excluded.printer, jobs.printer),
-                       ended_at = excluded.ended_at, result = excluded.result, duration = excluded.duration,
-                       layers = COALESCE(excluded.layers, jobs.layers),
-                       total_layers = COALESCE(excluded.total_layers, jobs.total_layers),
-                       progress = COALESCE(excluded.progress, jobs.progress),
-                       print_error = excluded.print_error, filament = excluded.filament, hms = excluded.hms
-                   WHERE jobs.ended_at IS NULL"""
-            ),
-            (
-                r.job_key, r.serial, r.printer, r.file, r.plate, r.task_id, r.started_at, r.ended_at, r.result,
-                r.duration, r.layers, r.total_layers, r.progress, r.print_error,
-                json.dumps(r.filament, sort_keys=True), json.dumps(list(r.hms)),
-            ),
+    @staticmethod
+    def _job_row(r: JobRecord) -> tuple[Any, ...]:
+        return (
+            r.job_key, r.serial, r.printer, r.file, r.plate, r.task_id, r.started_at, r.ended_at, r.result,
+            r.duration, r.layers, r.total_layers, r.progress, r.print_error,
+            json.dumps(r.filament, sort_keys=True), json.dumps(list(r.hms)),
         )
+
+    @staticmethod
+    def _sample_row(s: Sample) -> tuple[Any, ...]:
+        return (s.serial, s.t, s.nozzle, s.nozzle_target, s.bed, s.bed_target, s.chamber, s.progress, s.layer,
+                s.state)
 
     def _hms(self, conn: Any, h: HmsChange) -> None:
         d = self._dialect
@@ -807,15 +819,6 @@ class HistoryStore:
                 ),
                 (h.serial, h.code, h.severity, h.text, h.at, h.job_key),
             )
-
-    def _sample(self, conn: Any, s: Sample) -> None:
-        conn.execute(
-            self._dialect.sql(
-                """INSERT INTO telemetry (serial, t, nozzle, nozzle_target, bed, bed_target, chamber, progress,
-                       layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial, t) DO NOTHING"""
-            ),
-            (s.serial, s.t, s.nozzle, s.nozzle_target, s.bed, s.bed_target, s.chamber, s.progress, s.layer, s.state),
-        )
 
     def prune(self, now: float, *, retention_days: float, telemetry_retention_days: float) -> int:
         """Delete finished jobs, cleared HMS entries and samples older than their retention
