@@ -41,6 +41,13 @@ async def test_publisher_waits_for_the_broker_and_reconnects(tmp_path: Path) -> 
                     await until(lambda c=consumer: c.json(f"bambulab/{serial}/state") is not None, within=30,
                                 what="the state on the broker")
                     assert consumer.get("bambulab/gateway/solo/availability") == b"online"
+                    if round_ == 2:  # the printer leaves this gateway: its entities and state are withdrawn
+                        progress = f"homeassistant/sensor/bambulab_{serial.lower()}/progress/config"
+                        assert consumer.json(progress) is not None
+                        await gw.remove_printer(serial)
+                        await until(lambda c=consumer: c.get(progress) == b"", within=10, what="the removal")
+                        assert consumer.get(f"bambulab/{serial}/state") == b""
+                        assert consumer.get(f"bambulab/{serial}/availability") == b"offline"
                 finally:
                     consumer.close()
             await until(lambda: not publisher.connected, within=30, what="the broker to go away")

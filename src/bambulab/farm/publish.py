@@ -449,6 +449,7 @@ class MqttPublisher:
             for topic, payload in removal_messages(self._discovered.pop(serial, [])):
                 await self._send(conn, topic, payload)
             await self._send(conn, topics.availability(serial), b"offline")
+            await self._send(conn, topics.state(serial), b"")  # an empty retained message clears it
             self._availability.pop(serial, None)
             return
         summary = member.summary()
