@@ -120,6 +120,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             "control_enabled": gateway.control_enabled,
             "printers": len(fleet.members),
             "online": sum(1 for m in fleet.members.values() if m.fresh),
+            "messages": sum(m.messages for m in fleet.members.values()),
             "history": gateway.history is not None,
             "uptime_seconds": round(time.time() - gateway.started_at, 1),
             "sse_clients": gateway.sse_clients,
