@@ -45,7 +45,7 @@ async def test_publisher_waits_for_the_broker_and_reconnects(tmp_path: Path) -> 
                         progress = f"homeassistant/sensor/bambulab_{serial.lower()}/progress/config"
                         assert consumer.json(progress) is not None
                         await gw.remove_printer(serial)
-                        await until(lambda c=consumer: c.get(progress) == b"", within=10, what="the removal")
+                        await until(lambda c=consumer, t=progress: c.get(t) == b"", within=10, what="the removal")
                         assert consumer.get(f"bambulab/{serial}/state") == b""
                         assert consumer.get(f"bambulab/{serial}/availability") == b"offline"
                 finally:
