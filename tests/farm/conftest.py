@@ -3,12 +3,10 @@ parametrized over SQLite and PostgreSQL, and helpers to start Debian's mosquitto
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,14 +17,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from farmtools import free_port, stop_process
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_user() -> dict[str, Any]:
@@ -36,16 +29,6 @@ def _as_user() -> dict[str, Any]:
         return {}
     nobody = pwd.getpwnam("nobody")
     return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
 
 @pytest.fixture(scope="session")
@@ -108,15 +91,3 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "history.sqlite3")
     return str(request.getfixturevalue("pg_url"))
-
-
-@contextlib.contextmanager
-def running(cmd: list[str], *, cwd: Path, log_name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process whose output goes to a log file in ``cwd``; stopped on exit."""
-    log = (cwd / log_name).open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
-    try:
-        yield proc
-    finally:
-        stop_process(proc)
-        log.close()

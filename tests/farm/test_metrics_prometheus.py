@@ -6,14 +6,13 @@ import shutil
 from pathlib import Path
 
 import httpx2
-from farmtools import until
+from farmtools import free_port, running, until
 from prometheus_client.parser import text_string_to_metric_families
 
 from bambulab.farm.config import GatewayConfig
 from bambulab.farm.demo import DemoFarm
 from bambulab.servers.gateway import Gateway
 from bambulab.servers.gateway.app import create_app, start_server
-from conftest import free_port, running
 
 PROMETHEUS = "/usr/bin/prometheus"
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farmtools import Consumer, until
+from farmtools import Consumer, free_port, running, stop_process, until
 
 from bambulab.farm.config import hash_token
 from bambulab.sim import Simulator
 from bambulab.sim.demo import demo_project
-from conftest import free_port, running, stop_process
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from farmtools import Consumer, until
+from farmtools import Consumer, free_port, running, until
 
 from bambulab.farm.config import GatewayConfig
 from bambulab.farm.demo import DemoFarm
 from bambulab.servers.gateway import Gateway
 from bambulab.servers.gateway.app import create_app
 from bambulab.servers.gateway.publish import publisher_of
-from conftest import free_port, running
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
