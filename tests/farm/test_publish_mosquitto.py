@@ -19,6 +19,7 @@ import pytest
 from farmtools import Consumer, free_port, running, stop_process, until
 
 from bambulab.farm.config import hash_token
+from bambulab.farm.history import HistoryStore
 from bambulab.sim import Simulator
 from bambulab.sim.demo import demo_project
 
@@ -47,6 +48,7 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 def write_config(path: Path, name: str, printers: list[Any], ca: Path, broker: int, *, control: bool) -> None:
     lines = ["[gateway]", 'host = "127.0.0.1"', "port = 0", f"control = {'true' if control else 'false'}", ""]
+    lines += ["[history]", f'path = "{name}.sqlite3"', ""]
     if control:
         lines += ["[[tokens]]", 'label = "ops"', f'sha256 = "{hash_token("not-used-here")}"', ""]
     for vp in printers:
@@ -129,8 +131,14 @@ async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path
                     what="gateway A's last will")
         assert consumer.get("bambulab/gateway/gw-b/availability") == b"online"
         # gateway B stops cleanly (SIGTERM) and says so itself
+        started = time.monotonic()
         procs[1].send_signal(signal.SIGTERM)
         assert procs[1].wait(15) == 0
+        assert time.monotonic() - started < 5.0  # every connection closed and the store flushed within 5 s
+        with HistoryStore.open(tmp_path / "gw-b.sqlite3") as store:
+            jobs, total = store.jobs()
+        assert total == 2 and {j.serial for j in jobs} == {vp.serial for vp in shard_b}
+        assert {j.result for j in jobs} == {"running"}
         await until(lambda: consumer.get("bambulab/gateway/gw-b/availability") == b"offline", within=10,
                     what="gateway B's goodbye")
         assert "not-used-here" not in (tmp_path / "a.log").read_text()
