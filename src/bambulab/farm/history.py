@@ -501,6 +501,7 @@ class _Dialect(Protocol):
     def connect(self, target: str, *, reader: bool) -> Any: ...
     def sql(self, statement: str) -> str: ...
     def ddl(self, statement: str) -> str: ...
+    def broken(self, conn: Any) -> bool: ...
     @contextlib.contextmanager
     def transaction(self, conn: Any, *, lock: int | None = None) -> Iterator[Any]: ...
 
@@ -531,6 +532,9 @@ class _SQLite:
 
     def ddl(self, statement: str) -> str:
         return statement.replace("{id}", "INTEGER PRIMARY KEY")
+
+    def broken(self, conn: Any) -> bool:
+        return False  # a file does not hang up
 
     @contextlib.contextmanager
     def transaction(self, conn: Any, *, lock: int | None = None) -> Iterator[Any]:
@@ -767,9 +771,30 @@ class HistoryStore:
     # -- writes (one transaction per batch)
 
     def write(self, items: Iterable[JobRecord | HmsChange | Sample]) -> None:
-        """Write a batch in one transaction."""
+        """Write a batch in one transaction (all or nothing: a failed batch can be retried, every
+        write being an idempotent upsert). A connection the server dropped is reopened first."""
         d = self._dialect
-        with self._write_lock, d.transaction(self._writer) as conn:
+        batch = list(items)
+        with self._write_lock:
+            if self._closed:
+                raise HistoryError("the history store is closed")
+            for attempt in (1, 2):
+                if d.broken(self._writer):
+                    with contextlib.suppress(Exception):
+                        self._writer.close()
+                    self._writer = d.connect(self._target, reader=False)
+                    log.warning("history store: reconnected to %s", _redact_url(self._target))
+                try:
+                    self._write(batch)
+                    return
+                except Exception as exc:
+                    if attempt == 1 and d.broken(self._writer):
+                        continue  # the server hung up: the transaction is gone, so once more at once
+                    raise HistoryError(f"history write failed: {_redact_url(str(exc))}") from exc
+
+    def _write(self, items: Iterable[JobRecord | HmsChange | Sample]) -> None:
+        d = self._dialect
+        with d.transaction(self._writer) as conn:
             cursor = conn.cursor()
             run: list[Any] = []  # consecutive rows of one kind go in one executemany (a pipeline on psycopg)
             kind: type | None = None
@@ -843,11 +868,20 @@ class HistoryStore:
     # -- reads
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        d = self._dialect
         with self._read_lock:
-            try:
-                return list(self._reader.execute(self._dialect.sql(statement), tuple(params)).fetchall())
-            except Exception as exc:
-                raise HistoryError(f"history query failed: {exc}") from exc
+            for attempt in (1, 2):
+                if d.broken(self._reader):
+                    with contextlib.suppress(Exception):
+                        self._reader.close()
+                    self._reader = d.connect(self._target, reader=True)
+                try:
+                    return list(self._reader.execute(d.sql(statement), tuple(params)).fetchall())
+                except Exception as exc:
+                    if attempt == 1 and d.broken(self._reader):
+                        continue
+                    raise HistoryError(f"history query failed: {_redact_url(str(exc))}") from exc
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _where(f: JobFilter) -> tuple[str, list[Any]]:
@@ -984,6 +1018,7 @@ class _WriteQueue:
         self.dropped = 0
         self.idle = threading.Event()
         self.idle.set()
+        self._closing = threading.Event()
 
     def put(self, item: Item) -> None:
         with self._cond:
@@ -1026,6 +1061,15 @@ class _WriteQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._closing.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s, less if the queue is closed meanwhile (then True)."""
+        return self._closing.wait(timeout)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -1176,10 +1220,22 @@ class HistoryService:
             batch = self._queue.take(self._batch)
             if batch is None:
                 return
-            try:
-                self.store.write(batch)
-                self.written += len(batch)
-            except Exception:
-                self.errors += 1
-                log.exception("history store: a batch of %d writes failed", len(batch))
+            delay = 0.5
+            while True:
+                try:
+                    self.store.write(batch)
+                    self.written += len(batch)
+                    break
+                except Exception as exc:
+                    self.errors += 1
+                    # job and HMS writes are kept and retried (they are idempotent upserts);
+                    # telemetry samples of a failed batch are given up
+                    batch = [item for item in batch if not isinstance(item, Sample)]
+                    if not batch or self._queue.closed:
+                        log.error("history store: %d writes lost: %s", len(batch), exc)
+                        break
+                    log.warning("history store: a write failed (%s); retrying in %.1f s", exc, delay)
+                    if self._queue.wait_closed(delay):
+                        continue  # shutting down: one last try at once
+                    delay = min(delay * 2, 30.0)
             self._queue.done()
