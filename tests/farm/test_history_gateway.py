@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -128,5 +130,32 @@ async def test_history_off_without_a_history_table() -> None:
             r = await http.get("/api/v1/history/jobs")
             assert r.status_code == 503 and r.json()["error"] == "history_disabled"
     finally:
+        await server.stop()
+        await gw.stop()
+
+
+async def test_a_failing_store_is_503_not_a_crash(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    cfg = GatewayConfig()
+    cfg.sections = {"history": {"path": str(db)}}
+    gw = Gateway(cfg)
+    app = create_app(gw)
+    await gw.start()
+    server = await start_server(gw, "127.0.0.1", 0, app=app)
+    other = sqlite3.connect(db)
+    try:
+        async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
+            assert (await http.get("/api/v1/history/jobs")).json() == {"jobs": [], "total": 0, "limit": 100,
+                                                                      "offset": 0}
+            other.execute("ALTER TABLE jobs RENAME TO gone")
+            other.commit()
+            r = await http.get("/api/v1/history/jobs")
+            assert r.status_code == 503 and r.json()["error"] == "history_unavailable"
+            assert (await http.get("/api/v1/history/stats")).status_code == 503
+            other.execute("ALTER TABLE gone RENAME TO jobs")
+            other.commit()
+            assert (await http.get("/api/v1/history/jobs")).status_code == 200
+    finally:
+        other.close()
         await server.stop()
         await gw.stop()

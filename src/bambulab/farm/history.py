@@ -60,6 +60,7 @@ __all__ = [
     "JobRecord",
     "JobTracker",
     "Sample",
+    "StoreUnavailableError",
     "iso",
     "parse_time",
 ]
@@ -75,7 +76,11 @@ _PLATE = re.compile(r"plate_(\d+)\.gcode", re.I)
 
 
 class HistoryError(BambuError):
-    """The history store cannot be opened, migrated or queried."""
+    """Bad history input (a filter, a time), or a store that cannot be used."""
+
+
+class StoreUnavailableError(HistoryError):
+    """The database cannot be reached, or a query or write failed there (retrying may help)."""
 
 
 # --------------------------------------------------------------------------- config
@@ -524,7 +529,7 @@ class _SQLite:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
-            raise HistoryError(f"cannot open the history database {path}: {exc}") from exc
+            raise StoreUnavailableError(f"cannot open the history database {path}: {exc}") from exc
         return conn
 
     def sql(self, statement: str) -> str:
@@ -790,7 +795,7 @@ class HistoryStore:
                 except Exception as exc:
                     if attempt == 1 and d.broken(self._writer):
                         continue  # the server hung up: the transaction is gone, so once more at once
-                    raise HistoryError(f"history write failed: {_redact_url(str(exc))}") from exc
+                    raise StoreUnavailableError(f"history write failed: {_redact_url(str(exc))}") from exc
 
     def _write(self, items: Iterable[JobRecord | HmsChange | Sample]) -> None:
         d = self._dialect
@@ -880,7 +885,7 @@ class HistoryStore:
                 except Exception as exc:
                     if attempt == 1 and d.broken(self._reader):
                         continue
-                    raise HistoryError(f"history query failed: {_redact_url(str(exc))}") from exc
+                    raise StoreUnavailableError(f"history query failed: {_redact_url(str(exc))}") from exc
         raise AssertionError("unreachable")
 
     @staticmethod

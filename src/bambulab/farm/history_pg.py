@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bambulab.farm.history import HistoryError
+from bambulab.farm.history import HistoryError, StoreUnavailableError
 
 __all__ = ["PostgresDialect"]
 
@@ -36,7 +36,7 @@ class PostgresDialect:
         try:
             return psycopg.connect(target, autocommit=True, connect_timeout=10, application_name="bambu-gateway")
         except psycopg.Error as exc:
-            raise HistoryError(f"cannot connect to the PostgreSQL history store: {_scrub(str(exc))}") from None
+            raise StoreUnavailableError(f"cannot connect to the PostgreSQL history store: {_scrub(str(exc))}") from None
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")

@@ -31,6 +31,7 @@ from bambulab.farm.history import (
     HistoryService,
     HistoryStore,
     JobFilter,
+    StoreUnavailableError,
     parse_time,
 )
 from bambulab.servers.gateway._http import error, json_response
@@ -170,6 +171,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         try:
             f = _filter(request)
             records, total = await asyncio.to_thread(found.jobs, f)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"jobs": [r.to_dict() for r in records], "total": total, "limit": f.limit,
@@ -181,6 +184,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             return found
         try:
             f = _filter(request, paged=False)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
 
@@ -212,6 +217,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             since = parse_time(q["since"]) if q.get("since") else None
             until = parse_time(q["until"]) if q.get("until") else None
             per = await asyncio.to_thread(found.stats, since=since, until=until)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"printers": per, "farm": farm_totals(per)})
@@ -234,6 +241,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
                                               limit=limit)
         except ValueError:
             return error(400, "bad_request", "limit must be a whole number")
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"serial": _serial(request), "samples": [s.to_dict() for s in samples]})
@@ -246,6 +255,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         try:
             since = parse_time(q["since"]) if q.get("since") else None
             entries = await asyncio.to_thread(found.hms_history, _serial(request), since=since)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"serial": _serial(request), "hms": entries})
