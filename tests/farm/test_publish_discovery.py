@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -111,3 +112,21 @@ def test_config_validation_and_secrets() -> None:
     with pytest.raises(ConfigError, match="MQTT_PW"):
         PublishConfig.from_dict({"password_env": "MQTT_PW"}).resolved_password({})
     assert PublishConfig.from_dict({"password_env": "MQTT_PW"}).resolved_password({"MQTT_PW": "x"}) == "x"
+
+
+def test_a_password_in_a_readable_config_is_refused(tmp_path: Path) -> None:
+    from bambulab.farm.config import load_config
+    from bambulab.servers.gateway import Gateway
+    from bambulab.servers.gateway.app import create_app
+
+    for table in ('[mqtt]\npassword = "hunter2"\n', '[history]\nurl = "postgresql://u:hunter2@db/x"\n'):
+        path = tmp_path / "farm.toml"
+        path.write_text(table)
+        path.chmod(0o644)
+        with pytest.raises(ConfigError, match="chmod 600") as info:
+            create_app(Gateway(load_config(path)))
+        assert "hunter2" not in str(info.value)
+        path.chmod(0o600)
+        gateway = Gateway(load_config(path))
+        create_app(gateway)  # accepted from a private file
+        assert len(gateway.services) >= 2

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import io
 import logging
+import re
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from bambulab.config import ConfigError, insecure_permissions
 from bambulab.exceptions import BambuError
 from bambulab.farm.history import (
     RESULTS,
@@ -62,11 +64,22 @@ def history_config(gateway: Gateway) -> HistoryConfig | None:
     cfg = HistoryConfig.from_dict(section)
     if not cfg.enabled:
         return None
+    if cfg.url and re.search(r"://[^/@]*:[^/@]*@", cfg.url):
+        secret_in_file(gateway.config.path, "[history] url")
     if not cfg.url and not cfg.url_env and not cfg.path.startswith("file:"):
         path = Path(cfg.path).expanduser()
         base = gateway.config.path.parent if gateway.config.path is not None else Path.cwd()
         cfg = HistoryConfig(**{**_fields(cfg), "path": str(path if path.is_absolute() else base / path)})
     return cfg
+
+
+def secret_in_file(path: Path | None, what: str) -> None:
+    """A password written in the TOML is accepted only from a file of mode 0600 (as access codes)."""
+    if path is not None and insecure_permissions(path):
+        raise ConfigError(
+            f"{path}: {what} holds a password in clear, but the file can be read by other users; run "
+            f"`chmod 600 {path}` (or give the URL in an environment variable with url_env)"
+        )
 
 
 def _fields(cfg: HistoryConfig) -> dict[str, Any]:
