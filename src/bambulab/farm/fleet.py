@@ -45,7 +45,7 @@ from bambulab.events import (
 )
 from bambulab.exceptions import BambuError
 from bambulab.farm.config import CloudConfig, PrinterConfig
-from bambulab.farm.summary import SummaryCache, diff_summary, hms_json, iso_time
+from bambulab.farm.summary import SummaryCache, diff_summary, hms_json, iso_time, render_summary, summary_fragments
 from bambulab.printer import BasePrinter, Printer
 
 __all__ = ["EventKind", "Fleet", "FleetEvent", "FleetSubscription", "Member"]
@@ -115,6 +115,14 @@ class FleetSubscription:
                     raise StopAsyncIteration
                 self._wake.clear()
                 await self._wake.wait()
+
+    def drain(self, limit: int = 256) -> list[FleetEvent]:
+        """Up to ``limit`` queued events at once, without waiting (a ``resync`` comes alone)."""
+        out: list[FleetEvent] = []
+        queue = self._queue
+        while queue and len(out) < limit and not self._resync:
+            out.append(queue.popleft())
+        return out
 
     def __aiter__(self) -> AsyncIterator[FleetEvent]:
         return self
@@ -191,6 +199,7 @@ class Member:
         self._owns_connection = owns_connection
         self._summary: dict[str, Any] | None = None
         self._cache = SummaryCache()
+        self._fragments: tuple[object, tuple[bytes, bytes]] | None = None
         self.flushed_at = 0.0  # loop-independent monotonic time of the last flush
         self._messages_seen = 0
         self._remaining: int | None = None
@@ -231,6 +240,21 @@ class Member:
         out["last_seen"] = iso_time(self.last_seen)
         out["age_seconds"] = round(now - self.last_seen, 1) if self.last_seen is not None else None
         return out
+
+    def summary_json(self, now: float | None = None) -> bytes:
+        """:meth:`summary` as JSON bytes, encoded once per state change (see
+        :func:`bambulab.farm.summary.summary_fragments`)."""
+        if self._summary is None:
+            self._build(time.time())
+        summary = self._summary
+        assert summary is not None
+        cached = self._fragments
+        if cached is None or cached[0] is not summary:
+            cached = (summary, summary_fragments(summary))
+            self._fragments = cached
+        now = time.time() if now is None else now
+        age = round(now - self.last_seen, 1) if self.last_seen is not None else None
+        return render_summary(cached[1], self.fresh, self.last_seen, age)
 
     # ------------------------------------------------------------------ internals
 
