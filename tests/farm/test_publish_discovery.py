@@ -130,3 +130,15 @@ def test_a_password_in_a_readable_config_is_refused(tmp_path: Path) -> None:
         gateway = Gateway(load_config(path))
         create_app(gateway)  # accepted from a private file
         assert len(gateway.services) >= 2
+
+
+def test_discovery_is_rebuilt_only_when_its_shape_changes() -> None:
+    from bambulab.farm.publish import discovery_shape
+
+    base = discovery_shape(SUMMARY, False)
+    moving = {**SUMMARY, "progress": 43, "temperatures": {**SUMMARY["temperatures"], "nozzle": 221.0}}
+    assert discovery_shape(moving, False) == base
+    assert discovery_shape(SUMMARY, True) != base  # buttons appear
+    more = {**SUMMARY, "ams": {"units": [*SUMMARY["ams"]["units"], {"id": 1, "humidity": 2, "trays": []}]}}
+    assert discovery_shape(more, False) != base
+    assert discovery_shape({**SUMMARY, "firmware": "01.08.00.00"}, False) != base

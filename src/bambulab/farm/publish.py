@@ -276,6 +276,19 @@ def discovery_messages(
     return out
 
 
+def discovery_shape(summary: Mapping[str, Any], control: bool) -> tuple[Any, ...]:
+    """What the discovery configs depend on: when it is unchanged, so are they (a cheap check
+    per state change instead of rebuilding some thirty JSON configs)."""
+    temps = summary.get("temperatures") or {}
+    units = ((summary.get("ams") or {}).get("units")) or []
+    return (
+        summary.get("name"), summary.get("model"), summary.get("firmware"), control,
+        temps.get("chamber") is None, temps.get("chamber_target") is None,
+        tuple((u.get("id"), u.get("humidity") is None, u.get("temperature") is None,
+               tuple(t.get("id") for t in u.get("trays") or [])) for u in units),
+    )
+
+
 def gateway_messages(*, topics: Topics, gateway_id: str) -> list[tuple[str, bytes]]:
     """The gateway's own device (the printers name it as ``via_device``): one connectivity
     sensor on its availability topic, so Home Assistant shows which gateway serves what."""
@@ -337,6 +350,7 @@ class MqttPublisher:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._discovered: dict[str, list[tuple[str, bytes]]] = {}
+        self._shapes: dict[str, tuple[Any, ...]] = {}
         self._availability: dict[str, str] = {}
         self._command_tasks: set[asyncio.Task[None]] = set()
         self.published = 0
@@ -438,6 +452,7 @@ class MqttPublisher:
         if self._control is not None:
             await conn.subscribe(topics.command_filter(), 1)
         self._discovered.clear()
+        self._shapes.clear()
         self._availability.clear()
         self._dirty.update(self.fleet.members)
         self._wake.set()
@@ -467,6 +482,7 @@ class MqttPublisher:
         topics = self.topics
         member = self.fleet.members.get(serial)
         if member is None:  # removed from this gateway's shard: withdraw it
+            self._shapes.pop(serial, None)
             for topic, payload in removal_messages(self._discovered.pop(serial, [])):
                 await self._send(conn, topic, payload)
             await self._send(conn, topics.availability(serial), b"offline")
@@ -479,8 +495,13 @@ class MqttPublisher:
             self._availability[serial] = online
             await self._send(conn, topics.availability(serial), online.encode())
         if self.config.discovery:
-            messages = discovery_messages(summary, topics=topics, gateway_id=self.gateway_id,
-                                          control=self._control is not None and self._control_enabled())
+            control = self._control is not None and self._control_enabled()
+            shape = discovery_shape(summary, control)
+            if self._shapes.get(serial) == shape:
+                messages = self._discovered.get(serial, [])  # nothing Home Assistant needs changed
+            else:
+                self._shapes[serial] = shape
+                messages = discovery_messages(summary, topics=topics, gateway_id=self.gateway_id, control=control)
             if self._discovered.get(serial) != messages:
                 old = {t for t, _ in self._discovered.get(serial, [])}
                 new = {t for t, _ in messages}
