@@ -1113,6 +1113,9 @@ class HistoryService:
         self._tasks: list[Any] = []
         self.written = 0
         self.errors = 0
+        #: Jobs that ended since the gateway started, by (serial, printer name, result): the
+        #: ``bambu_printer_jobs_total`` counter.
+        self.ended: dict[tuple[str, str, str], int] = {}
 
     @property
     def dropped(self) -> int:
@@ -1175,6 +1178,10 @@ class HistoryService:
             log.exception("history: cannot track %s", serial)
             return
         if items:
+            for item in items:
+                if isinstance(item, JobRecord) and item.ended_at is not None:
+                    key = (serial, item.printer or serial, item.result)
+                    self.ended[key] = self.ended.get(key, 0) + 1
             self.submit(items)
 
     async def _follow(self) -> None:

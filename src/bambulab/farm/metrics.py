@@ -69,6 +69,7 @@ METRICS: Final[Mapping[str, tuple[str, str]]] = {
     "bambu_history_writes_total": ("counter", "Rows written to the history store."),
     "bambu_history_dropped_total": ("counter", "Telemetry samples dropped because the writer queue was full."),
     "bambu_history_queue_length": ("gauge", "Writes waiting for the history writer thread."),
+    "bambu_printer_jobs_total": ("counter", "Print jobs ended since the gateway started, by result (history on)."),
     "bambu_mqtt_publisher_connected": ("gauge", "1 while the external MQTT publisher is connected."),
     "bambu_mqtt_published_messages_total": ("counter", "Messages published to the external MQTT broker."),
 }
@@ -97,7 +98,10 @@ _LABELS: Final[Mapping[str, tuple[str, ...]]] = {
     "bambu_ams_temperature_celsius": (*_PRINTER, "ams"),
     "bambu_ams_tray_remaining_ratio": (*_PRINTER, "ams", "tray", "material"),
 }
-_PER_PRINTER: Final = tuple(n for n in METRICS if n.startswith(("bambu_printer_", "bambu_ams_")))
+_FROM_HISTORY: Final = frozenset({"bambu_printer_jobs_total"})
+_PER_PRINTER: Final = tuple(
+    n for n in METRICS if n.startswith(("bambu_printer_", "bambu_ams_")) and n not in _FROM_HISTORY
+)
 
 
 class FleetCollector(Collector):
@@ -234,6 +238,11 @@ class _GatewayCollector(Collector):
                                       value=history.dropped)
             yield GaugeMetricFamily("bambu_history_queue_length", METRICS["bambu_history_queue_length"][1],
                                     value=history.pending)
+            jobs = CounterMetricFamily("bambu_printer_jobs", METRICS["bambu_printer_jobs_total"][1],
+                                       labels=["serial", "printer", "result"])
+            for (serial, name, result), count in sorted(getattr(history, "ended", {}).items()):
+                jobs.add_metric([serial, name, result], count)
+            yield jobs
         publisher = m.publisher
         if publisher is not None:
             yield GaugeMetricFamily("bambu_mqtt_publisher_connected", METRICS["bambu_mqtt_publisher_connected"][1],
