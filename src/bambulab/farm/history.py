@@ -526,6 +526,10 @@ class _SQLite:
             )
             if not reader:
                 conn.execute("PRAGMA journal_mode=WAL")
+            elif "mode=memory" in path:
+                # a shared-cache memory database (the demo) locks tables, not files: a reader that
+                # reads uncommitted rows never waits for the writer (busy_timeout does not apply)
+                conn.execute("PRAGMA read_uncommitted=true")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
