@@ -127,7 +127,7 @@ async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path
         # gateway A dies without a goodbye: the broker publishes its last will
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
-        await until(lambda: consumer.get("bambulab/gateway/gw-a/availability") == b"offline", within=90,
+        await until(lambda: consumer.get("bambulab/gateway/gw-a/availability") == b"offline", within=30,
                     what="gateway A's last will")
         assert consumer.get("bambulab/gateway/gw-b/availability") == b"online"
         # gateway B stops cleanly (SIGTERM) and says so itself
