@@ -93,3 +93,25 @@ async def test_writer_keeps_job_writes_through_an_outage(tmp_path: Path) -> None
         other.close()
         await service.stop()
         await fleet.close()
+
+
+async def test_the_service_applies_the_retention_at_start(tmp_path: Path) -> None:
+    day = 86400.0
+    now = 1_900_000_000.0
+    store = HistoryStore.open(tmp_path / "h.sqlite3")
+    store.write([JobRecord("old", "S1", now - 40 * day, ended_at=now - 40 * day + 60, result="finished"),
+                 JobRecord("new", "S1", now - day, ended_at=now - day + 60, result="finished"),
+                 Sample("S1", now - 10 * day), Sample("S1", now - 60)])
+    fleet = Fleet()
+    service = HistoryService(store, fleet, HistoryConfig(sample_interval=0, retention_days=30,
+                                                         telemetry_retention_days=7), clock=lambda: now)
+    await service.start()
+    try:
+        async def pruned() -> bool:
+            _, total = await asyncio.to_thread(store.jobs, JobFilter())
+            return total == 1
+        await until(pruned, within=10, what="the retention")
+        assert [s.t for s in await asyncio.to_thread(store.telemetry, "S1")] == [now - 60]
+    finally:
+        await service.stop()
+        await fleet.close()

@@ -857,6 +857,14 @@ class HistoryStore:
     def prune(self, now: float, *, retention_days: float, telemetry_retention_days: float) -> int:
         """Delete finished jobs, cleared HMS entries and samples older than their retention
         (``0`` days keeps them); returns the number of rows deleted."""
+        try:
+            return self._prune(now, retention_days, telemetry_retention_days)
+        except HistoryError:
+            raise
+        except Exception as exc:
+            raise StoreUnavailableError(f"history retention failed: {_redact_url(str(exc))}") from exc
+
+    def _prune(self, now: float, retention_days: float, telemetry_retention_days: float) -> int:
         d = self._dialect
         deleted = 0
         with self._write_lock, d.transaction(self._writer) as conn:
@@ -1143,6 +1151,8 @@ class HistoryService:
         for member in list(self.fleet.members.values()):
             self._observe(member)
         self._tasks = [asyncio.create_task(self._follow(), name="history-follow")]
+        if self.config.retention_days > 0 or self.config.telemetry_retention_days > 0:
+            self._tasks.append(asyncio.create_task(self._pruner(), name="history-retention"))
         if self.config.sample_interval > 0:
             self._tasks.append(asyncio.create_task(self._sampler(), name="history-sampler"))
 
@@ -1210,7 +1220,6 @@ class HistoryService:
         import asyncio
 
         interval = self.config.sample_interval
-        last_prune = 0.0
         while True:
             await asyncio.sleep(interval)
             now = self._clock()
@@ -1222,14 +1231,24 @@ class HistoryService:
                     except Exception:
                         log.exception("history: cannot sample %s", member.serial)
             self.submit(samples)
-            if now - last_prune > 3600:
-                last_prune = now
-                await asyncio.to_thread(
+
+    async def _pruner(self, every: float = 3600.0) -> None:
+        """Apply the retention at start and then hourly (a failure is logged, never fatal)."""
+        import asyncio
+
+        while True:
+            try:
+                deleted = await asyncio.to_thread(
                     self.store.prune,
-                    now,
+                    self._clock(),
                     retention_days=self.config.retention_days,
                     telemetry_retention_days=self.config.telemetry_retention_days,
                 )
+                if deleted:
+                    log.info("history store: %d rows past their retention deleted", deleted)
+            except BambuError as exc:
+                log.warning("history store: retention not applied: %s", exc)
+            await asyncio.sleep(every)
 
     def _run(self) -> None:
         while True:
