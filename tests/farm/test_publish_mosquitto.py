@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,22 +31,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    base = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
-    (base / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
-    )
-    with running([MOSQUITTO, "-c", str(base / "mosquitto.conf")], cwd=base, log_name="mosquitto.log") as proc:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (base / "mosquitto.log").read_text()
-                time.sleep(0.05)
-        yield port
+def mosquitto() -> Iterator[tuple[int, Path]]:
+    """A mosquitto on a free loopback port: (port, its log file). Started as root, mosquitto
+    drops to its own user, so its directory (outside pytest's private tmp) is handed to it."""
+    base = Path(tempfile.mkdtemp(prefix="bambu-mosquitto-"))
+    try:
+        if os.geteuid() == 0:
+            os.chown(base, pwd.getpwnam("mosquitto").pw_uid, -1)
+        port = free_port()
+        (base / "mosquitto.conf").write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"log_dest file {base / 'mosquitto.log'}\nlog_type all\n"
+        )
+        with running([MOSQUITTO, "-c", str(base / "mosquitto.conf")], cwd=base, log_name="mosquitto.out") as proc:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline, (base / "mosquitto.out").read_text()
+                    time.sleep(0.05)
+            yield port, base / "mosquitto.log"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def write_config(path: Path, name: str, printers: list[Any], ca: Path, broker: int, *, control: bool) -> None:
@@ -66,11 +77,12 @@ def gateway_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent)
 
 
-async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path) -> None:
+async def test_two_gateways_one_broker_whole_farm(mosquitto: tuple[int, Path], tmp_path: Path) -> None:
+    broker, broker_log = mosquitto
     sim = Simulator(time_scale=1.0, seed=11)
     await sim.start()
     procs: list[subprocess.Popen[bytes]] = []
-    consumer = Consumer(mosquitto)
+    consumer = Consumer(broker)
     try:
         printers = [await sim.add_printer(model=m) for m in ("P1S", "X1C", "A1", "P1P")]
         project = demo_project(minutes=60, layers=100)
@@ -80,8 +92,8 @@ async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path
         ca = tmp_path / "ca.pem"
         ca.write_bytes(sim.ca.ca_pem)
         shard_a, shard_b = printers[:2], printers[2:]
-        write_config(tmp_path / "a.toml", "gw-a", shard_a, ca, mosquitto, control=True)
-        write_config(tmp_path / "b.toml", "gw-b", shard_b, ca, mosquitto, control=False)
+        write_config(tmp_path / "a.toml", "gw-a", shard_a, ca, broker, control=True)
+        write_config(tmp_path / "b.toml", "gw-b", shard_b, ca, broker, control=False)
         procs.append(gateway_process(tmp_path / "a.toml", tmp_path / "a.log"))
         procs.append(gateway_process(tmp_path / "b.toml", tmp_path / "b.log"))
 
@@ -142,6 +154,9 @@ async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path
         await until(lambda: consumer.get("bambulab/gateway/gw-b/availability") == b"offline", within=10,
                     what="gateway B's goodbye")
         assert "not-used-here" not in (tmp_path / "a.log").read_text()
+        log = broker_log.read_text()
+        assert "bambu-gateway-gw-a closed its connection" in log  # no DISCONNECT: the will fired
+        assert "bambu-gateway-gw-b disconnected" in log           # a clean DISCONNECT after its goodbye
     finally:
         consumer.close()
         for proc in procs:

@@ -372,6 +372,12 @@ class MqttPublisher:
         ]
 
     async def stop(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.connected:
+            with contextlib.suppress(BambuError, OSError):  # a clean goodbye: no last will needed
+                await conn.publish(self.topics.gateway_availability(self.gateway_id), b"offline", 1,
+                                   retain=True, timeout=1.0)
+            await conn.close()  # DISCONNECT: the broker drops the will
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -380,12 +386,7 @@ class MqttPublisher:
         self._tasks = []
         for task in list(self._command_tasks):
             task.cancel()
-        conn, self._conn = self._conn, None
-        if conn is not None and conn.connected:
-            with contextlib.suppress(BambuError, OSError):  # a clean goodbye: no last will needed
-                await conn.publish(self.topics.gateway_availability(self.gateway_id), b"offline", 1,
-                                   retain=True, timeout=1.0)
-            await conn.close()
+        self._conn = None
 
     # -- fleet side
 
