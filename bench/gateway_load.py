@@ -81,7 +81,9 @@ async def sim_main(count: int, folder: Path, mark_interval: float) -> None:
             await vp.start_print("job.gcode.3mf")
             printers.append(vp)
         ca = sim.write_ca(folder / "ca.pem")
-        toml = ["[gateway]", "port = 0", ""]
+        # History on (farmdata's SQLite store), sampling telemetry every 10 s per printer.
+        toml = ["[gateway]", "port = 0", "", "[history]", f'path = "{folder / "history.sqlite3"}"',
+                "sample_interval = 10.0", ""]
         for vp in printers:
             toml += ["[[printers]]", f'serial = "{vp.serial}"', 'host = "127.0.0.1"', f"port = {vp.mqtt.port}",
                      f'access_code = "{vp.access_code}"', f'ca_file = "{ca}"', ""]
@@ -254,12 +256,17 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
     lags.clear()
     counts[0] = 0
     info0 = await gateway_info(host, port)
-    hist0 = await metric_total(host, port, r"bambulab_history_\w*(writes|rows|samples|jobs)\w*_total")
+    hist0 = await metric_total(host, port, r"bambu_history_writes_total")
     cpu0, me0, peer0, t0 = proc_cpu_seconds(pid), proc_cpu_seconds(), proc_cpu_seconds(peer), time.monotonic()
-    await asyncio.sleep(seconds)
+    loop_lags: list[float] = []
+    while time.monotonic() - t0 < seconds:  # the gateway's own event-loop lag, sampled
+        await asyncio.sleep(min(5.0, max(0.0, seconds - (time.monotonic() - t0))))
+        sample = await metric_total(host, port, r"bambu_gateway_event_loop_lag_seconds")
+        if sample is not None:
+            loop_lags.append(sample * 1000)
     cpu1, me1, peer1, t1 = proc_cpu_seconds(pid), proc_cpu_seconds(), proc_cpu_seconds(peer), time.monotonic()
     info1 = await gateway_info(host, port)
-    hist1 = await metric_total(host, port, r"bambulab_history_\w*(writes|rows|samples|jobs)\w*_total")
+    hist1 = await metric_total(host, port, r"bambu_history_writes_total")
     rss = proc_rss_bytes(pid)
     stop.set()
     for task in tasks:
@@ -284,7 +291,9 @@ async def measure(host: str, port: int, pid: int, serials: list[str], viewers: i
         "sse_lag_p99_ms": round(percentile(lags, 0.99), 1) if sent is not None else None,
         "history_writes_per_s": round((hist1 - hist0) / window, 1) if hist0 is not None and hist1 is not None
         else None,
+        "gateway_loop_lag_ms_samples": [round(x, 1) for x in loop_lags],
         "driver_cpu_percent": round(100 * (me1 - me0) / window, 1),
+        "machine_load_average_1m": round(os.getloadavg()[0], 2),
         "printers_process_cpu_percent": round(100 * (peer1 - peer0) / window, 1),
     }
 
@@ -343,7 +352,8 @@ async def big(n: int, rate: float, seconds: float, folder: Path) -> dict[str, An
     try:
         info = json.loads(await asyncio.get_running_loop().run_in_executor(None, gen.stdout.readline))
         serials = [f"BENCH{i:010d}" for i in range(n)]
-        toml = ["[gateway]", "port = 0", ""]
+        toml = ["[gateway]", "port = 0", "", "[history]", f'path = "{folder / "history-big.sqlite3"}"',
+                "sample_interval = 10.0", ""]
         for serial in serials:
             toml += ["[[printers]]", f'serial = "{serial}"', 'host = "127.0.0.1"', f"port = {info['port']}",
                      f'access_code = "{info["access_code"]}"', "insecure = true", "model = \"P1S\"", ""]

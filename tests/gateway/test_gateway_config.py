@@ -173,3 +173,16 @@ def test_pre_encoded_summaries_equal_the_plain_json() -> None:
             encoded = render_summary(summary_fragments(summary), True, 1767225600.0, 0.3)
             assert json.loads(encoded) == live
             assert list(json.loads(encoded)) == list(live)
+
+
+def test_raw_state_is_redacted_only_when_it_holds_a_secret() -> None:
+    import json
+
+    from bambulab.servers.gateway._http import redacted_json
+
+    plain = {"print": {"mc_percent": 5, "ipcam": {"rtsp_url": "rtsps://10.0.0.5/streaming/live/1"}}}
+    assert json.loads(redacted_json(plain, [CODE])) == plain
+    leaky = {"print": {"note": f"code={CODE}", "nested": [{"dev_access_code": "x"}], "Password": "p"}}
+    out = redacted_json(leaky, [CODE])
+    assert CODE.encode() not in out and b'"x"' not in out and b'"p"' not in out
+    assert json.loads(out)["print"]["note"] == "code=***"

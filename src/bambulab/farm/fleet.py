@@ -200,6 +200,9 @@ class Member:
         self._summary: dict[str, Any] | None = None
         self._cache = SummaryCache()
         self._fragments: tuple[object, tuple[bytes, bytes]] | None = None
+        #: Encodings of this printer's state that servers keep until the state changes:
+        #: name -> (the state object they were made from, the bytes).
+        self.encoded: dict[str, tuple[object, bytes]] = {}
         self.flushed_at = 0.0  # loop-independent monotonic time of the last flush
         self._messages_seen = 0
         self._remaining: int | None = None
@@ -255,6 +258,16 @@ class Member:
         now = time.time() if now is None else now
         age = round(now - self.last_seen, 1) if self.last_seen is not None else None
         return render_summary(cached[1], self.fresh, self.last_seen, age)
+
+    def encode_state(self, name: str, make: Callable[[dict[str, Any]], bytes]) -> bytes:
+        """``make(state)`` for the current merged state, cached until the next state change."""
+        state = self.printer.state
+        cached = self.encoded.get(name)
+        if cached is not None and cached[0] is state:
+            return cached[1]
+        data = make(state)
+        self.encoded[name] = (state, data)
+        return data
 
     # ------------------------------------------------------------------ internals
 
@@ -627,7 +640,7 @@ class Fleet:
         for member in dirty:
             if self._members.get(member.serial) is not member:
                 continue
-            if flush_started - member.flushed_at < self.spacing:
+            if flush_started - member.flushed_at < self.spacing - self.coalesce / 2:  # ticks are `coalesce` apart
                 self._dirty.add(member)  # flushed recently: this printer's next delta waits a little
                 continue
             member.flushed_at = flush_started

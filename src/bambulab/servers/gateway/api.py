@@ -23,7 +23,7 @@ from bambulab.servers.gateway._http import (
     error,
     json_response,
     member_or_404,
-    redact,
+    redacted_json,
 )
 
 if TYPE_CHECKING:
@@ -118,11 +118,17 @@ def firmware_json(member: Member) -> dict[str, Any]:
             "model": member.model, "modules": modules}
 
 
-def full_json(member: Member) -> dict[str, Any]:
-    state = member.printer.state
-    raw = {k: state[k] for k in ("print", "info") if k in state}
-    return {**member.summary(), **_connection(member),
-            "state_raw": redact(raw, [member.config.access_code])}
+def full_json(member: Member) -> RawJson:
+    """The summary, the connection facts and the merged raw state (print and info sections)."""
+    def make(state: dict[str, Any]) -> bytes:
+        raw = {k: state[k] for k in ("print", "info") if k in state}
+        return redacted_json(raw, [member.config.access_code])
+
+    extra = {k: v for k, v in _connection(member).items() if k not in ("online", "last_seen")}
+    summary = member.summary_json()
+    more = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))[1:-1]
+    return RawJson(summary[:-1] + b"," + more.encode() + b',"state_raw":'
+                   + member.encode_state("api.state_raw", make) + b"}")
 
 
 def routes(gateway: Gateway) -> list[BaseRoute]:

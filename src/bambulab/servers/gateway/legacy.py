@@ -10,6 +10,7 @@ Access codes are never served (the older server returned ``dev_access_code``).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bambulab.farm.summary import iso_time
-from bambulab.servers.gateway._http import cached_json, error, json_response, redact
+from bambulab.servers.gateway._http import RawJson, cached_json, error, json_response, redacted_json
 
 if TYPE_CHECKING:
     from bambulab.farm.fleet import Member
@@ -30,10 +31,12 @@ _PRINT_STATUS = {"FINISH": "SUCCESS", "FAILED": "FAILED", "RUNNING": "RUNNING", 
                  "PREPARE": "PREPARE", "IDLE": "IDLE"}
 
 
-def _print_section(member: Member) -> dict[str, Any]:
-    section = member.printer.state.get("print")
-    out = redact(section, [member.config.access_code]) if isinstance(section, dict) else {}
-    return out if isinstance(out, dict) else {}
+def _print_json(member: Member) -> bytes:
+    def make(state: dict[str, Any]) -> bytes:
+        section = state.get("print")
+        return redacted_json(section if isinstance(section, dict) else {}, [member.config.access_code])
+
+    return member.encode_state("legacy.print", make)
 
 
 def routes(gateway: Gateway) -> list[BaseRoute]:
@@ -101,13 +104,11 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
                 return found
             member = found
 
-            def body() -> dict[str, Any]:
-                out: dict[str, Any] = {"print": _print_section(member)}
-                if with_meta:
-                    out = {"device_id": member.serial, "name": member.name, **out}
-                out["online"] = member.fresh
-                out["last_seen"] = iso_time(member.last_seen)
-                return out
+            def body() -> RawJson:
+                meta = json.dumps({"device_id": member.serial, "name": member.name}, ensure_ascii=False)[1:-1]
+                head = ("{" + meta + ',"print":' if with_meta else '{"print":').encode()
+                tail = json.dumps({"online": member.fresh, "last_seen": iso_time(member.last_seen)})[1:-1]
+                return RawJson(head + _print_json(member) + b"," + tail.encode() + b"}")
 
             tag = f"legacy:{with_meta}:{member.serial}:{member.messages}:{member.revision}:{int(member.fresh)}"
             return cached_json(request, tag, body, member.changed_at or member.added_at)
