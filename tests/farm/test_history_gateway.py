@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -127,6 +129,58 @@ async def test_history_off_without_a_history_table() -> None:
         async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
             r = await http.get("/api/v1/history/jobs")
             assert r.status_code == 503 and r.json()["error"] == "history_disabled"
+    finally:
+        await server.stop()
+        await gw.stop()
+
+
+async def test_a_failing_store_is_503_not_a_crash(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    cfg = GatewayConfig()
+    cfg.sections = {"history": {"path": str(db)}}
+    gw = Gateway(cfg)
+    app = create_app(gw)
+    await gw.start()
+    server = await start_server(gw, "127.0.0.1", 0, app=app)
+    other = sqlite3.connect(db)
+    try:
+        async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
+            assert (await http.get("/api/v1/history/jobs")).json() == {"jobs": [], "total": 0, "limit": 100,
+                                                                      "offset": 0}
+            other.execute("ALTER TABLE jobs RENAME TO gone")
+            other.commit()
+            r = await http.get("/api/v1/history/jobs")
+            assert r.status_code == 503 and r.json()["error"] == "history_unavailable"
+            assert (await http.get("/api/v1/history/stats")).status_code == 503
+            other.execute("ALTER TABLE gone RENAME TO jobs")
+            other.commit()
+            assert (await http.get("/api/v1/history/jobs")).status_code == 200
+    finally:
+        other.close()
+        await server.stop()
+        await gw.stop()
+
+
+async def test_demo_keeps_history_in_memory() -> None:
+    """`bambu gateway --demo` (no [history] table) records jobs in a shared in-memory database."""
+    farm = DemoFarm(2, time_scale=60.0, director=False, print_minutes=1, seed=9)
+    cfg = GatewayConfig()
+    gw = Gateway(cfg)
+    gw.extras["demo"] = farm  # what `bambu gateway --demo` does; the gateway stops it
+    cfg.printers.extend(await farm.start())
+    app = create_app(gw)
+    await gw.start()
+    server = await start_server(gw, "127.0.0.1", 0, app=app)
+    try:
+        async with httpx2.AsyncClient(base_url=server.url, timeout=10) as http:
+            async def finished() -> bool:
+                # several readers at once while the writer thread writes: never a lock error
+                replies = await asyncio.gather(*(http.get("/api/v1/history/jobs") for _ in range(5)))
+                assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+                jobs = replies[0].json()["jobs"]
+                return len(jobs) == 2 and all(j["result"] == "finished" for j in jobs)
+            await until(finished, within=60, what="two finished demo jobs")
+            assert (await http.get("/api/v1/gateway")).json()["history"] is True
     finally:
         await server.stop()
         await gw.stop()

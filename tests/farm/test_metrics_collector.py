@@ -139,6 +139,8 @@ def test_gateway_metrics_render_every_listed_family() -> None:
         written: int = 5
         dropped: int = 0
         pending: int = 1
+        ended: dict[tuple[str, str, str], int] = field(
+            default_factory=lambda: {("S1", "P1S-1", "finished"): 3, ("S1", "P1S-1", "failed"): 1})
 
     @dataclass
     class _Publisher:
@@ -153,4 +155,7 @@ def test_gateway_metrics_render_every_listed_family() -> None:
     exported = {f.name + ("_total" if f.type == "counter" else "") for f in text_string_to_metric_families(text)}
     assert set(METRICS) <= exported, set(METRICS) - exported
     assert "bambu_gateway_request_duration_seconds" in families
+    assert 'bambu_printer_jobs_total{printer="P1S-1",result="finished",serial="S1"} 3.0' in text
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(names) == len(set(names)), "a metric family is exported twice"
     assert 'bambu_gateway_sse_clients 2.0' in text and 'bambu_gateway_info{version="9.9"} 1.0' in text

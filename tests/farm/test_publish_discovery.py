@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import jinja2
 import pytest
 
 from bambulab.config import ConfigError
-from bambulab.farm.publish import PublishConfig, Topics, discovery_messages, state_payload
+from bambulab.farm.publish import PublishConfig, Topics, discovery_messages, gateway_messages, state_payload
 
 SUMMARY: dict[str, Any] = {
     "serial": "01P00A000000001", "name": "P1S-1", "model": "P1S", "online": True, "state": "RUNNING",
@@ -53,6 +54,14 @@ def test_one_device_per_printer_with_sensors_and_binary_sensors() -> None:
     assert c[base.format("binary_sensor", "error")]["device_class"] == "problem"  # type: ignore[index]
     ids = [v["unique_id"] for v in c.values() if v]
     assert len(ids) == len(set(ids))
+    hms = c[base.format("sensor", "hms")]
+    assert hms is not None and hms["json_attributes_topic"] == hms["state_topic"]  # the template needs its topic
+    # the printers name their gateway's device, which the gateway announces itself
+    (topic, payload), = gateway_messages(topics=TOPICS, gateway_id="gw1")
+    gateway = json.loads(payload)
+    assert topic == "homeassistant/binary_sensor/bambulab_gateway_gw1/online/config"
+    assert progress["device"]["via_device"] in gateway["device"]["identifiers"]
+    assert gateway["state_topic"] == "bambulab/gateway/gw1/availability"
     # control disabled: button configs are withdrawn (empty retained payload)
     assert c[base.format("button", "pause")] is None and c[base.format("button", "stop")] is None
 
@@ -103,3 +112,33 @@ def test_config_validation_and_secrets() -> None:
     with pytest.raises(ConfigError, match="MQTT_PW"):
         PublishConfig.from_dict({"password_env": "MQTT_PW"}).resolved_password({})
     assert PublishConfig.from_dict({"password_env": "MQTT_PW"}).resolved_password({"MQTT_PW": "x"}) == "x"
+
+
+def test_a_password_in_a_readable_config_is_refused(tmp_path: Path) -> None:
+    from bambulab.farm.config import load_config
+    from bambulab.servers.gateway import Gateway
+    from bambulab.servers.gateway.app import create_app
+
+    for table in ('[mqtt]\npassword = "hunter2"\n', '[history]\nurl = "postgresql://u:hunter2@db/x"\n'):
+        path = tmp_path / "farm.toml"
+        path.write_text(table)
+        path.chmod(0o644)
+        with pytest.raises(ConfigError, match="chmod 600") as info:
+            create_app(Gateway(load_config(path)))
+        assert "hunter2" not in str(info.value)
+        path.chmod(0o600)
+        gateway = Gateway(load_config(path))
+        create_app(gateway)  # accepted from a private file
+        assert len(gateway.services) >= 2
+
+
+def test_discovery_is_rebuilt_only_when_its_shape_changes() -> None:
+    from bambulab.farm.publish import discovery_shape
+
+    base = discovery_shape(SUMMARY, False)
+    moving = {**SUMMARY, "progress": 43, "temperatures": {**SUMMARY["temperatures"], "nozzle": 221.0}}
+    assert discovery_shape(moving, False) == base
+    assert discovery_shape(SUMMARY, True) != base  # buttons appear
+    more = {**SUMMARY, "ams": {"units": [*SUMMARY["ams"]["units"], {"id": 1, "humidity": 2, "trays": []}]}}
+    assert discovery_shape(more, False) != base
+    assert discovery_shape({**SUMMARY, "firmware": "01.08.00.00"}, False) != base

@@ -5,85 +5,61 @@ Assistant button, and sees a gateway's last will when it dies."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from farmtools import until
+from farmtools import Consumer, free_port, running, stop_process, until
 
 from bambulab.farm.config import hash_token
+from bambulab.farm.history import HistoryStore
 from bambulab.sim import Simulator
 from bambulab.sim.demo import demo_project
-from conftest import free_port, running, stop_process
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    base = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
-    (base / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
-    )
-    with running([MOSQUITTO, "-c", str(base / "mosquitto.conf")], cwd=base, log_name="mosquitto.log") as proc:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (base / "mosquitto.log").read_text()
-                time.sleep(0.05)
-        yield port
-
-
-class Consumer:
-    """A paho client that remembers the last message of every topic (retained ones included)."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: dict[str, bytes] = {}
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="farm-consumer")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("bambulab/#", 1), ("homeassistant/#", 1)])
-        self.client.loop_start()
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        with self.lock:
-            self.messages[message.topic] = bytes(message.payload)
-
-    def get(self, topic: str) -> bytes | None:
-        with self.lock:
-            return self.messages.get(topic)
-
-    def json(self, topic: str) -> Any:
-        raw = self.get(topic)
-        return json.loads(raw) if raw else None
-
-    def topics(self, prefix: str) -> list[str]:
-        with self.lock:
-            return [t for t in self.messages if t.startswith(prefix)]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def mosquitto() -> Iterator[tuple[int, Path]]:
+    """A mosquitto on a free loopback port: (port, its log file). Started as root, mosquitto
+    drops to its own user, so its directory (outside pytest's private tmp) is handed to it."""
+    base = Path(tempfile.mkdtemp(prefix="bambu-mosquitto-"))
+    try:
+        if os.geteuid() == 0:
+            os.chown(base, pwd.getpwnam("mosquitto").pw_uid, -1)
+        port = free_port()
+        (base / "mosquitto.conf").write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"log_dest file {base / 'mosquitto.log'}\nlog_type all\n"
+        )
+        with running([MOSQUITTO, "-c", str(base / "mosquitto.conf")], cwd=base, log_name="mosquitto.out") as proc:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline, (base / "mosquitto.out").read_text()
+                    time.sleep(0.05)
+            yield port, base / "mosquitto.log"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def write_config(path: Path, name: str, printers: list[Any], ca: Path, broker: int, *, control: bool) -> None:
     lines = ["[gateway]", 'host = "127.0.0.1"', "port = 0", f"control = {'true' if control else 'false'}", ""]
+    lines += ["[history]", f'path = "{name}.sqlite3"', ""]
     if control:
         lines += ["[[tokens]]", 'label = "ops"', f'sha256 = "{hash_token("not-used-here")}"', ""]
     for vp in printers:
@@ -101,11 +77,12 @@ def gateway_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent)
 
 
-async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path) -> None:
+async def test_two_gateways_one_broker_whole_farm(mosquitto: tuple[int, Path], tmp_path: Path) -> None:
+    broker, broker_log = mosquitto
     sim = Simulator(time_scale=1.0, seed=11)
     await sim.start()
     procs: list[subprocess.Popen[bytes]] = []
-    consumer = Consumer(mosquitto)
+    consumer = Consumer(broker)
     try:
         printers = [await sim.add_printer(model=m) for m in ("P1S", "X1C", "A1", "P1P")]
         project = demo_project(minutes=60, layers=100)
@@ -115,8 +92,8 @@ async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path
         ca = tmp_path / "ca.pem"
         ca.write_bytes(sim.ca.ca_pem)
         shard_a, shard_b = printers[:2], printers[2:]
-        write_config(tmp_path / "a.toml", "gw-a", shard_a, ca, mosquitto, control=True)
-        write_config(tmp_path / "b.toml", "gw-b", shard_b, ca, mosquitto, control=False)
+        write_config(tmp_path / "a.toml", "gw-a", shard_a, ca, broker, control=True)
+        write_config(tmp_path / "b.toml", "gw-b", shard_b, ca, broker, control=False)
         procs.append(gateway_process(tmp_path / "a.toml", tmp_path / "a.log"))
         procs.append(gateway_process(tmp_path / "b.toml", tmp_path / "b.log"))
 
@@ -162,15 +139,24 @@ async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path
         # gateway A dies without a goodbye: the broker publishes its last will
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
-        await until(lambda: consumer.get("bambulab/gateway/gw-a/availability") == b"offline", within=90,
+        await until(lambda: consumer.get("bambulab/gateway/gw-a/availability") == b"offline", within=30,
                     what="gateway A's last will")
         assert consumer.get("bambulab/gateway/gw-b/availability") == b"online"
         # gateway B stops cleanly (SIGTERM) and says so itself
+        started = time.monotonic()
         procs[1].send_signal(signal.SIGTERM)
         assert procs[1].wait(15) == 0
+        assert time.monotonic() - started < 5.0  # every connection closed and the store flushed within 5 s
+        with HistoryStore.open(tmp_path / "gw-b.sqlite3") as store:
+            jobs, total = store.jobs()
+        assert total == 2 and {j.serial for j in jobs} == {vp.serial for vp in shard_b}
+        assert {j.result for j in jobs} == {"running"}
         await until(lambda: consumer.get("bambulab/gateway/gw-b/availability") == b"offline", within=10,
                     what="gateway B's goodbye")
         assert "not-used-here" not in (tmp_path / "a.log").read_text()
+        log = broker_log.read_text()
+        assert "bambu-gateway-gw-a closed its connection" in log  # no DISCONNECT: the will fired
+        assert "bambu-gateway-gw-b disconnected" in log           # a clean DISCONNECT after its goodbye
     finally:
         consumer.close()
         for proc in procs:

@@ -60,6 +60,7 @@ __all__ = [
     "JobRecord",
     "JobTracker",
     "Sample",
+    "StoreUnavailableError",
     "iso",
     "parse_time",
 ]
@@ -75,7 +76,11 @@ _PLATE = re.compile(r"plate_(\d+)\.gcode", re.I)
 
 
 class HistoryError(BambuError):
-    """The history store cannot be opened, migrated or queried."""
+    """Bad history input (a filter, a time), or a store that cannot be used."""
+
+
+class StoreUnavailableError(HistoryError):
+    """The database cannot be reached, or a query or write failed there (retrying may help)."""
 
 
 # --------------------------------------------------------------------------- config
@@ -354,8 +359,11 @@ class JobTracker:
         self._open: dict[str, _Open] = {}
         self._hms: dict[str, dict[str, HmsChange]] = {}
 
-    def restore(self, records: Iterable[JobRecord]) -> None:
-        """Reload jobs still open in the store (after a restart), newest per printer."""
+    def restore(self, records: Iterable[JobRecord], hms: Iterable[HmsChange] = ()) -> None:
+        """Reload jobs and HMS alerts still open in the store (after a restart): a job keeps its
+        row, and an alert that cleared while the gateway was down is closed on the first report."""
+        for change in hms:
+            self._hms.setdefault(change.serial, {})[change.code] = change
         for record in sorted(records, key=lambda r: r.started_at):
             ident = f"task:{record.task_id}" if record.task_id else f"file:{record.file or ''}"
             self._open[record.serial] = _Open(
@@ -498,6 +506,7 @@ class _Dialect(Protocol):
     def connect(self, target: str, *, reader: bool) -> Any: ...
     def sql(self, statement: str) -> str: ...
     def ddl(self, statement: str) -> str: ...
+    def broken(self, conn: Any) -> bool: ...
     @contextlib.contextmanager
     def transaction(self, conn: Any, *, lock: int | None = None) -> Iterator[Any]: ...
 
@@ -517,10 +526,14 @@ class _SQLite:
             )
             if not reader:
                 conn.execute("PRAGMA journal_mode=WAL")
+            elif "mode=memory" in path:
+                # a shared-cache memory database (the demo) locks tables, not files: a reader that
+                # reads uncommitted rows never waits for the writer (busy_timeout does not apply)
+                conn.execute("PRAGMA read_uncommitted=true")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
-            raise HistoryError(f"cannot open the history database {path}: {exc}") from exc
+            raise StoreUnavailableError(f"cannot open the history database {path}: {exc}") from exc
         return conn
 
     def sql(self, statement: str) -> str:
@@ -528,6 +541,9 @@ class _SQLite:
 
     def ddl(self, statement: str) -> str:
         return statement.replace("{id}", "INTEGER PRIMARY KEY")
+
+    def broken(self, conn: Any) -> bool:
+        return False  # a file does not hang up
 
     @contextlib.contextmanager
     def transaction(self, conn: Any, *, lock: int | None = None) -> Iterator[Any]:
@@ -621,6 +637,19 @@ _JOB_COLUMNS: Final = (
 )
 
 
+_UPSERT_JOB: Final = """INSERT INTO jobs (job_key, serial, printer, file, plate, task_id, started_at, ended_at, result,
+        duration, layers, total_layers, progress, print_error, filament, hms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (job_key) DO UPDATE SET
+        printer = COALESCE(excluded.printer, jobs.printer),
+        ended_at = excluded.ended_at, result = excluded.result, duration = excluded.duration,
+        layers = COALESCE(excluded.layers, jobs.layers),
+        total_layers = COALESCE(excluded.total_layers, jobs.total_layers),
+        progress = COALESCE(excluded.progress, jobs.progress),
+        print_error = excluded.print_error, filament = excluded.filament, hms = excluded.hms
+    WHERE jobs.ended_at IS NULL"""  # a finished job never changes: duplicates and replays are no-ops
+_INSERT_SAMPLE: Final = """INSERT INTO telemetry (serial, t, nozzle, nozzle_target, bed, bed_target, chamber, progress,
+        layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial, t) DO NOTHING"""
 _STATS_SQL: Final = (
     "SELECT serial, MAX(printer), "
     "SUM(CASE WHEN result = 'finished' THEN 1 ELSE 0 END), "
@@ -751,38 +780,58 @@ class HistoryStore:
     # -- writes (one transaction per batch)
 
     def write(self, items: Iterable[JobRecord | HmsChange | Sample]) -> None:
-        """Write a batch in one transaction."""
+        """Write a batch in one transaction (all or nothing: a failed batch can be retried, every
+        write being an idempotent upsert). A connection the server dropped is reopened first."""
         d = self._dialect
-        with self._write_lock, d.transaction(self._writer) as conn:
-            for item in items:
-                if isinstance(item, JobRecord):
-                    self._upsert_job(conn, item)
-                elif isinstance(item, HmsChange):
-                    self._hms(conn, item)
-                else:
-                    self._sample(conn, item)
+        batch = list(items)
+        with self._write_lock:
+            if self._closed:
+                raise HistoryError("the history store is closed")
+            for attempt in (1, 2):
+                if d.broken(self._writer):
+                    with contextlib.suppress(Exception):
+                        self._writer.close()
+                    self._writer = d.connect(self._target, reader=False)
+                    log.warning("history store: reconnected to %s", _redact_url(self._target))
+                try:
+                    self._write(batch)
+                    return
+                except Exception as exc:
+                    if attempt == 1 and d.broken(self._writer):
+                        continue  # the server hung up: the transaction is gone, so once more at once
+                    raise StoreUnavailableError(f"history write failed: {_redact_url(str(exc))}") from exc
 
-    def _upsert_job(self, conn: Any, r: JobRecord) -> None:
-        conn.execute(
-            self._dialect.sql(
-                """INSERT INTO jobs (job_key, serial, printer, file, plate, task_id, started_at, ended_at, result,
-                       duration, layers, total_layers, progress, print_error, filament, hms)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (job_key) DO UPDATE SET
-                       printer = COALESCE(excluded.printer, jobs.printer),
-                       ended_at = excluded.ended_at, result = excluded.result, duration = excluded.duration,
-                       layers = COALESCE(excluded.layers, jobs.layers),
-                       total_layers = COALESCE(excluded.total_layers, jobs.total_layers),
-                       progress = COALESCE(excluded.progress, jobs.progress),
-                       print_error = excluded.print_error, filament = excluded.filament, hms = excluded.hms
-                   WHERE jobs.ended_at IS NULL"""
-            ),
-            (
-                r.job_key, r.serial, r.printer, r.file, r.plate, r.task_id, r.started_at, r.ended_at, r.result,
-                r.duration, r.layers, r.total_layers, r.progress, r.print_error,
-                json.dumps(r.filament, sort_keys=True), json.dumps(list(r.hms)),
-            ),
+    def _write(self, items: Iterable[JobRecord | HmsChange | Sample]) -> None:
+        d = self._dialect
+        with d.transaction(self._writer) as conn:
+            cursor = conn.cursor()
+            run: list[Any] = []  # consecutive rows of one kind go in one executemany (a pipeline on psycopg)
+            kind: type | None = None
+            for item in [*items, None]:
+                if run and type(item) is not kind:
+                    if kind is JobRecord:
+                        cursor.executemany(d.sql(_UPSERT_JOB), [self._job_row(r) for r in run])
+                    else:
+                        cursor.executemany(d.sql(_INSERT_SAMPLE), [self._sample_row(s) for s in run])
+                    run = []
+                if isinstance(item, HmsChange):
+                    self._hms(conn, item)
+                elif item is not None:
+                    kind = type(item)
+                    run.append(item)
+
+    @staticmethod
+    def _job_row(r: JobRecord) -> tuple[Any, ...]:
+        return (
+            r.job_key, r.serial, r.printer, r.file, r.plate, r.task_id, r.started_at, r.ended_at, r.result,
+            r.duration, r.layers, r.total_layers, r.progress, r.print_error,
+            json.dumps(r.filament, sort_keys=True), json.dumps(list(r.hms)),
         )
+
+    @staticmethod
+    def _sample_row(s: Sample) -> tuple[Any, ...]:
+        return (s.serial, s.t, s.nozzle, s.nozzle_target, s.bed, s.bed_target, s.chamber, s.progress, s.layer,
+                s.state)
 
     def _hms(self, conn: Any, h: HmsChange) -> None:
         d = self._dialect
@@ -805,18 +854,17 @@ class HistoryStore:
                 (h.serial, h.code, h.severity, h.text, h.at, h.job_key),
             )
 
-    def _sample(self, conn: Any, s: Sample) -> None:
-        conn.execute(
-            self._dialect.sql(
-                """INSERT INTO telemetry (serial, t, nozzle, nozzle_target, bed, bed_target, chamber, progress,
-                       layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial, t) DO NOTHING"""
-            ),
-            (s.serial, s.t, s.nozzle, s.nozzle_target, s.bed, s.bed_target, s.chamber, s.progress, s.layer, s.state),
-        )
-
     def prune(self, now: float, *, retention_days: float, telemetry_retention_days: float) -> int:
         """Delete finished jobs, cleared HMS entries and samples older than their retention
         (``0`` days keeps them); returns the number of rows deleted."""
+        try:
+            return self._prune(now, retention_days, telemetry_retention_days)
+        except HistoryError:
+            raise
+        except Exception as exc:
+            raise StoreUnavailableError(f"history retention failed: {_redact_url(str(exc))}") from exc
+
+    def _prune(self, now: float, retention_days: float, telemetry_retention_days: float) -> int:
         d = self._dialect
         deleted = 0
         with self._write_lock, d.transaction(self._writer) as conn:
@@ -837,11 +885,20 @@ class HistoryStore:
     # -- reads
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        d = self._dialect
         with self._read_lock:
-            try:
-                return list(self._reader.execute(self._dialect.sql(statement), tuple(params)).fetchall())
-            except Exception as exc:
-                raise HistoryError(f"history query failed: {exc}") from exc
+            for attempt in (1, 2):
+                if d.broken(self._reader):
+                    with contextlib.suppress(Exception):
+                        self._reader.close()
+                    self._reader = d.connect(self._target, reader=True)
+                try:
+                    return list(self._reader.execute(d.sql(statement), tuple(params)).fetchall())
+                except Exception as exc:
+                    if attempt == 1 and d.broken(self._reader):
+                        continue
+                    raise StoreUnavailableError(f"history query failed: {_redact_url(str(exc))}") from exc
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _where(f: JobFilter) -> tuple[str, list[Any]]:
@@ -890,6 +947,12 @@ class HistoryStore:
     def open_jobs(self) -> list[JobRecord]:
         rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE ended_at IS NULL")  # noqa: S608
         return [_job_from_row(r) for r in rows]
+
+    def open_hms(self) -> list[HmsChange]:
+        """HMS alerts raised and not cleared yet."""
+        rows = self._query("SELECT serial, code, severity, text, raised_at, job_key FROM hms_events "
+                           "WHERE cleared_at IS NULL")
+        return [HmsChange(r[0], r[1], r[2], r[3], float(r[4]), job_key=r[5]) for r in rows]
 
     def stats(self, *, since: float | None = None, until: float | None = None) -> dict[str, dict[str, Any]]:
         """Per printer: jobs ended, succeeded, failed (every other end), running, success rate
@@ -972,6 +1035,7 @@ class _WriteQueue:
         self.dropped = 0
         self.idle = threading.Event()
         self.idle.set()
+        self._closing = threading.Event()
 
     def put(self, item: Item) -> None:
         with self._cond:
@@ -1014,6 +1078,15 @@ class _WriteQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._closing.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s, less if the queue is closed meanwhile (then True)."""
+        return self._closing.wait(timeout)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -1052,6 +1125,9 @@ class HistoryService:
         self._tasks: list[Any] = []
         self.written = 0
         self.errors = 0
+        #: Jobs that ended since the gateway started, by (serial, printer name, result): the
+        #: ``bambu_printer_jobs_total`` counter.
+        self.ended: dict[tuple[str, str, str], int] = {}
 
     @property
     def dropped(self) -> int:
@@ -1068,12 +1144,15 @@ class HistoryService:
     async def start(self) -> None:
         import asyncio
 
-        self.tracker.restore(await asyncio.to_thread(self.store.open_jobs))
+        jobs = await asyncio.to_thread(self.store.open_jobs)
+        self.tracker.restore(jobs, await asyncio.to_thread(self.store.open_hms))
         self._thread = threading.Thread(target=self._run, name="bambu-history-writer", daemon=True)
         self._thread.start()
         for member in list(self.fleet.members.values()):
             self._observe(member)
         self._tasks = [asyncio.create_task(self._follow(), name="history-follow")]
+        if self.config.retention_days > 0 or self.config.telemetry_retention_days > 0:
+            self._tasks.append(asyncio.create_task(self._pruner(), name="history-retention"))
         if self.config.sample_interval > 0:
             self._tasks.append(asyncio.create_task(self._sampler(), name="history-sampler"))
 
@@ -1113,6 +1192,10 @@ class HistoryService:
             log.exception("history: cannot track %s", serial)
             return
         if items:
+            for item in items:
+                if isinstance(item, JobRecord) and item.ended_at is not None:
+                    key = (serial, item.printer or serial, item.result)
+                    self.ended[key] = self.ended.get(key, 0) + 1
             self.submit(items)
 
     async def _follow(self) -> None:
@@ -1137,7 +1220,6 @@ class HistoryService:
         import asyncio
 
         interval = self.config.sample_interval
-        last_prune = 0.0
         while True:
             await asyncio.sleep(interval)
             now = self._clock()
@@ -1149,24 +1231,46 @@ class HistoryService:
                     except Exception:
                         log.exception("history: cannot sample %s", member.serial)
             self.submit(samples)
-            if now - last_prune > 3600:
-                last_prune = now
-                await asyncio.to_thread(
+
+    async def _pruner(self, every: float = 3600.0) -> None:
+        """Apply the retention at start and then hourly (a failure is logged, never fatal)."""
+        import asyncio
+
+        while True:
+            try:
+                deleted = await asyncio.to_thread(
                     self.store.prune,
-                    now,
+                    self._clock(),
                     retention_days=self.config.retention_days,
                     telemetry_retention_days=self.config.telemetry_retention_days,
                 )
+                if deleted:
+                    log.info("history store: %d rows past their retention deleted", deleted)
+            except BambuError as exc:
+                log.warning("history store: retention not applied: %s", exc)
+            await asyncio.sleep(every)
 
     def _run(self) -> None:
         while True:
             batch = self._queue.take(self._batch)
             if batch is None:
                 return
-            try:
-                self.store.write(batch)
-                self.written += len(batch)
-            except Exception:
-                self.errors += 1
-                log.exception("history store: a batch of %d writes failed", len(batch))
+            delay = 0.5
+            while True:
+                try:
+                    self.store.write(batch)
+                    self.written += len(batch)
+                    break
+                except Exception as exc:
+                    self.errors += 1
+                    # job and HMS writes are kept and retried (they are idempotent upserts);
+                    # telemetry samples of a failed batch are given up
+                    batch = [item for item in batch if not isinstance(item, Sample)]
+                    if not batch or self._queue.closed:
+                        log.error("history store: %d writes lost: %s", len(batch), exc)
+                        break
+                    log.warning("history store: a write failed (%s); retrying in %.1f s", exc, delay)
+                    if self._queue.wait_closed(delay):
+                        continue  # shutting down: one last try at once
+                    delay = min(delay * 2, 30.0)
             self._queue.done()

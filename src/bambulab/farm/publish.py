@@ -50,6 +50,7 @@ __all__ = [
     "PublishConfig",
     "Topics",
     "discovery_messages",
+    "gateway_messages",
     "state_payload",
 ]
 
@@ -243,8 +244,10 @@ def discovery_messages(
             ))
     out: list[tuple[str, bytes]] = []
     for component, obj, config in entities:
+        if "json_attributes_template" in config:
+            config["json_attributes_topic"] = state_topic
         config.update({
-            "unique_id": f"{uid}_{obj}", "object_id": f"{uid}_{obj}", "state_topic": state_topic,
+            "unique_id": f"{uid}_{obj}", "state_topic": state_topic,
             "availability": availability, "availability_mode": "all", "device": device, "origin": origin,
         })
         out.append((topics.config(component, serial, obj), json.dumps(config, sort_keys=True).encode()))
@@ -257,7 +260,7 @@ def discovery_messages(
                    "availability": availability, "availability_mode": "all"}),
     ]
     for obj, config in binary:
-        config.update({"unique_id": f"{uid}_{obj}", "object_id": f"{uid}_{obj}", "device": device, "origin": origin})
+        config.update({"unique_id": f"{uid}_{obj}", "device": device, "origin": origin})
         out.append((topics.config("binary_sensor", serial, obj), json.dumps(config, sort_keys=True).encode()))
     for action, name in BUTTONS.items():
         topic = topics.config("button", serial, action)
@@ -265,12 +268,40 @@ def discovery_messages(
             out.append((topic, b""))
             continue
         config = {
-            "name": name, "unique_id": f"{uid}_{action}", "object_id": f"{uid}_{action}",
+            "name": name, "unique_id": f"{uid}_{action}",
             "command_topic": topics.command(serial, action), "payload_press": "PRESS",
             "availability": availability, "availability_mode": "all", "device": device, "origin": origin,
         }
         out.append((topic, json.dumps(config, sort_keys=True).encode()))
     return out
+
+
+def discovery_shape(summary: Mapping[str, Any], control: bool) -> tuple[Any, ...]:
+    """What the discovery configs depend on: when it is unchanged, so are they (a cheap check
+    per state change instead of rebuilding some thirty JSON configs)."""
+    temps = summary.get("temperatures") or {}
+    units = ((summary.get("ams") or {}).get("units")) or []
+    return (
+        summary.get("name"), summary.get("model"), summary.get("firmware"), control,
+        temps.get("chamber") is None, temps.get("chamber_target") is None,
+        tuple((u.get("id"), u.get("humidity") is None, u.get("temperature") is None,
+               tuple(t.get("id") for t in u.get("trays") or [])) for u in units),
+    )
+
+
+def gateway_messages(*, topics: Topics, gateway_id: str) -> list[tuple[str, bytes]]:
+    """The gateway's own device (the printers name it as ``via_device``): one connectivity
+    sensor on its availability topic, so Home Assistant shows which gateway serves what."""
+    uid = f"bambulab_gateway_{gateway_id}"
+    config = {
+        "name": "Online", "unique_id": f"{uid}_online", "device_class": "connectivity",
+        "state_topic": topics.gateway_availability(gateway_id), "payload_on": "online", "payload_off": "offline",
+        "device": {"identifiers": [uid], "name": f"Bambu gateway {gateway_id}", "manufacturer": "bambulab",
+                   "model": "bambu gateway", "sw_version": __version__},
+        "origin": {"name": "bambulab", "sw_version": __version__},
+    }
+    topic = f"{topics.discovery_prefix}/binary_sensor/{uid}/online/config"
+    return [(topic, json.dumps(config, sort_keys=True).encode())]
 
 
 def removal_messages(topics_list: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -319,6 +350,7 @@ class MqttPublisher:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._discovered: dict[str, list[tuple[str, bytes]]] = {}
+        self._shapes: dict[str, tuple[Any, ...]] = {}
         self._availability: dict[str, str] = {}
         self._command_tasks: set[asyncio.Task[None]] = set()
         self.published = 0
@@ -340,6 +372,12 @@ class MqttPublisher:
         ]
 
     async def stop(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.connected:
+            with contextlib.suppress(BambuError, OSError):  # a clean goodbye: no last will needed
+                await conn.publish(self.topics.gateway_availability(self.gateway_id), b"offline", 1,
+                                   retain=True, timeout=1.0)
+            await conn.close()  # DISCONNECT: the broker drops the will
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -348,12 +386,7 @@ class MqttPublisher:
         self._tasks = []
         for task in list(self._command_tasks):
             task.cancel()
-        conn, self._conn = self._conn, None
-        if conn is not None and conn.connected:
-            with contextlib.suppress(BambuError, OSError):  # a clean goodbye: no last will needed
-                await conn.publish(self.topics.gateway_availability(self.gateway_id), b"offline", 1,
-                                   retain=True, timeout=1.0)
-            await conn.close()
+        self._conn = None
 
     # -- fleet side
 
@@ -414,9 +447,13 @@ class MqttPublisher:
     async def _session(self, conn: MqttConnection) -> None:
         topics = self.topics
         await conn.publish(topics.gateway_availability(self.gateway_id), b"online", 1, retain=True)
+        if self.config.discovery:
+            for topic, payload in gateway_messages(topics=topics, gateway_id=self.gateway_id):
+                await self._send(conn, topic, payload)
         if self._control is not None:
             await conn.subscribe(topics.command_filter(), 1)
         self._discovered.clear()
+        self._shapes.clear()
         self._availability.clear()
         self._dirty.update(self.fleet.members)
         self._wake.set()
@@ -446,9 +483,11 @@ class MqttPublisher:
         topics = self.topics
         member = self.fleet.members.get(serial)
         if member is None:  # removed from this gateway's shard: withdraw it
+            self._shapes.pop(serial, None)
             for topic, payload in removal_messages(self._discovered.pop(serial, [])):
                 await self._send(conn, topic, payload)
             await self._send(conn, topics.availability(serial), b"offline")
+            await self._send(conn, topics.state(serial), b"")  # an empty retained message clears it
             self._availability.pop(serial, None)
             return
         summary = member.summary()
@@ -457,8 +496,13 @@ class MqttPublisher:
             self._availability[serial] = online
             await self._send(conn, topics.availability(serial), online.encode())
         if self.config.discovery:
-            messages = discovery_messages(summary, topics=topics, gateway_id=self.gateway_id,
-                                          control=self._control is not None and self._control_enabled())
+            control = self._control is not None and self._control_enabled()
+            shape = discovery_shape(summary, control)
+            if self._shapes.get(serial) == shape:
+                messages = self._discovered.get(serial, [])  # nothing Home Assistant needs changed
+            else:
+                self._shapes[serial] = shape
+                messages = discovery_messages(summary, topics=topics, gateway_id=self.gateway_id, control=control)
             if self._discovered.get(serial) != messages:
                 old = {t for t, _ in self._discovered.get(serial, [])}
                 new = {t for t, _ in messages}

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import io
 import logging
+import re
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from bambulab.config import ConfigError, insecure_permissions
 from bambulab.exceptions import BambuError
 from bambulab.farm.history import (
     RESULTS,
@@ -31,6 +33,7 @@ from bambulab.farm.history import (
     HistoryService,
     HistoryStore,
     JobFilter,
+    StoreUnavailableError,
     parse_time,
 )
 from bambulab.servers.gateway._http import error, json_response
@@ -61,11 +64,22 @@ def history_config(gateway: Gateway) -> HistoryConfig | None:
     cfg = HistoryConfig.from_dict(section)
     if not cfg.enabled:
         return None
+    if cfg.url and re.search(r"://[^/@]*:[^/@]*@", cfg.url):
+        secret_in_file(gateway.config.path, "[history] url")
     if not cfg.url and not cfg.url_env and not cfg.path.startswith("file:"):
         path = Path(cfg.path).expanduser()
         base = gateway.config.path.parent if gateway.config.path is not None else Path.cwd()
         cfg = HistoryConfig(**{**_fields(cfg), "path": str(path if path.is_absolute() else base / path)})
     return cfg
+
+
+def secret_in_file(path: Path | None, what: str) -> None:
+    """A password written in the TOML is accepted only from a file of mode 0600 (as access codes)."""
+    if path is not None and insecure_permissions(path):
+        raise ConfigError(
+            f"{path}: {what} holds a password in clear, but the file can be read by other users; run "
+            f"`chmod 600 {path}` (or give the URL in an environment variable with url_env)"
+        )
 
 
 def _fields(cfg: HistoryConfig) -> dict[str, Any]:
@@ -170,6 +184,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         try:
             f = _filter(request)
             records, total = await asyncio.to_thread(found.jobs, f)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"jobs": [r.to_dict() for r in records], "total": total, "limit": f.limit,
@@ -181,6 +197,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             return found
         try:
             f = _filter(request, paged=False)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
 
@@ -212,6 +230,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             since = parse_time(q["since"]) if q.get("since") else None
             until = parse_time(q["until"]) if q.get("until") else None
             per = await asyncio.to_thread(found.stats, since=since, until=until)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"printers": per, "farm": farm_totals(per)})
@@ -234,6 +254,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
                                               limit=limit)
         except ValueError:
             return error(400, "bad_request", "limit must be a whole number")
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"serial": _serial(request), "samples": [s.to_dict() for s in samples]})
@@ -246,6 +268,8 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         try:
             since = parse_time(q["since"]) if q.get("since") else None
             entries = await asyncio.to_thread(found.hms_history, _serial(request), since=since)
+        except StoreUnavailableError as exc:
+            return error(503, "history_unavailable", str(exc))
         except BambuError as exc:
             return error(400, "bad_request", str(exc))
         return json_response({"serial": _serial(request), "hms": entries})

@@ -39,6 +39,10 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
     cfg = PublishConfig.from_dict(section)
     if not cfg.enabled:
         return []
+    if cfg.password:
+        from bambulab.servers.gateway.history import secret_in_file
+
+        secret_in_file(gateway.config.path, "[mqtt] password")
     if cfg.gateway_id is None:  # one id per gateway: [gateway] id, else the host name
         cfg = dataclasses.replace(cfg, gateway_id=str(getattr(gateway, "id", "") or "") or None)
     who = f"mqtt:{cfg.resolved_gateway_id()}"
