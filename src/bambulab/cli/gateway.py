@@ -129,7 +129,7 @@ async def _serve(config_file: Path | None, host: str | None, port: int | None, d
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        gw.fleet.end_subscriptions()  # SSE streams end now, so the HTTP server can close at once
+        gw.begin_shutdown()  # event and camera streams end now, so the HTTP server can close at once
         if server is not None:
             await server.stop(timeout=1.0)
         await gw.stop(timeout=3.0)

@@ -115,6 +115,8 @@ def _temperatures(status: PrinterStatus) -> dict[str, Any]:
         "bed_target": temps.bed_target,
         "chamber": temps.chamber,
         "chamber_target": temps.chamber_target,
+        # One entry per extruder (two on the H2D/H2C/X2D); nozzle/nozzle_target are the active one.
+        "nozzles": [{"temp": n.current, "target": n.target} for n in temps.nozzles],
     }
 
 

@@ -112,6 +112,12 @@ class Gateway:
         for service in list(self.services):
             await self._start_service(service)
 
+    def begin_shutdown(self) -> None:
+        """The first step of a shutdown, before the HTTP server stops: long-lived responses (event
+        streams, camera streams) see :attr:`stopping` set and their subscriptions end."""
+        self.stopping.set()
+        self.fleet.end_subscriptions()
+
     async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Stop services (newest first), then close every connection; bounded by ``timeout``."""
         self.stopping.set()

@@ -66,8 +66,11 @@ _SCHEMAS: dict[str, Any] = {
             "layer": _nullable("integer"), "total_layers": _nullable("integer"),
             "file": _nullable("string"), "plate": _nullable("integer"), "speed_level": _nullable("integer"),
             "temperatures": {"type": "object", "properties": {
-                k: _nullable("number") for k in
-                ("nozzle", "nozzle_target", "bed", "bed_target", "chamber", "chamber_target")}},
+                **{k: _nullable("number") for k in
+                   ("nozzle", "nozzle_target", "bed", "bed_target", "chamber", "chamber_target")},
+                "nozzles": {"type": "array", "description": "one per extruder: {temp, target}",
+                            "items": {"type": "object", "properties": {"temp": _nullable("number"),
+                                                                       "target": _nullable("number")}}}}},
             "fans": {"type": "object", "properties": {k: _nullable("integer") for k in ("part", "aux", "chamber")}},
             "ams": {"type": "object", "properties": {
                 "units": {"type": "array", "items": {"type": "object", "properties": {
