@@ -326,15 +326,8 @@ class Member:
         self._task = asyncio.create_task(self._run(), name=f"bambulab-fleet-{self.serial}")
 
     async def _run(self) -> None:
-        consumer = asyncio.create_task(self._consume(), name=f"bambulab-fleet-events-{self.serial}")
-        try:
-            if self._owns_connection:
-                await self._connect()
-            await consumer
-        finally:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await consumer
+        if self._owns_connection:
+            await self._connect()
 
     async def _connect(self) -> None:
         """The first connect (later reconnects are the printer's): retried with jittered backoff."""
@@ -356,26 +349,35 @@ class Member:
             await asyncio.sleep(step * rng.uniform(0.5, 1.0))
             attempt += 1
 
-    async def _consume(self) -> None:
-        try:
-            async for event in self._stream:
-                if type(event) is StateChanged:
-                    self.fleet._dirty.add(self)
-                elif isinstance(event, ConnectionLost):
-                    self.error = str(event.error) if event.error is not None else "connection closed"
-                    self.fleet._wake_now(self)
-                elif isinstance(event, ConnectionRestored):
-                    self.fleet._wake_now(self)
-                else:
-                    now = time.time()
-                    self._check(now)
-                    self._flush(now)
-                    self.fleet._dirty.discard(self)
-                    self.fleet._publish(self.serial, "event", event_json(event))
-        except BambuError as exc:  # the printer stopped for good (refused access code, ...)
-            self.error = str(exc)
-            log.warning("printer %s stopped: %s", self.serial, exc)
-        self._check(time.time())
+    async def _pump(self) -> None:
+        """Handle the printer events queued since the last tick, without waiting for more.
+
+        Run by the fleet's tick rather than by a task per printer: a task would be woken for every
+        report (5,000 wake-ups a second in a big farm); here a report costs a queue append, and
+        ``StateChanged`` only marks the printer dirty. Lifecycle events are published at once,
+        after this printer's summary is brought up to date."""
+        stream = self._stream
+        while len(stream):
+            try:
+                event = await anext(stream)  # returns at once: the queue is not empty
+            except StopAsyncIteration:
+                return
+            except BambuError as exc:  # the printer stopped for good (refused access code, ...)
+                self.error = str(exc)
+                log.warning("printer %s stopped: %s", self.serial, exc)
+                return
+            if type(event) is StateChanged:
+                self.fleet._dirty.add(self)
+            elif isinstance(event, ConnectionLost):
+                self.error = str(event.error) if event.error is not None else "connection closed"
+            elif isinstance(event, ConnectionRestored):
+                self.fleet._dirty.add(self)
+            else:
+                now = time.time()
+                self._check(now)
+                self._flush(now)
+                self.fleet._dirty.discard(self)
+                self.fleet._publish(self.serial, "event", event_json(event))
 
     async def _close(self) -> None:
         task, self._task = self._task, None
@@ -637,6 +639,8 @@ class Fleet:
         now = time.time()
         for index, member in enumerate(list(self._members.values())):
             try:
+                if len(member._stream):
+                    await member._pump()
                 member._check(now)
             except Exception:
                 log.exception("printer %s: check failed", member.serial)
