@@ -23,11 +23,11 @@ is in the build: read from ``/metrics``), and this driver's own CPU.
 
 Loopback only; every process stops by itself.
 
-Measured on the project's 2-core machine, shared with other work (load average ~1.7), 30 s windows:
-200 virtual printers + 50 viewers + 50 pollers: gateway 34 % of a core, 73 MiB, REST p50 1.4 ms /
-p99 22 ms, event lag p50 69 ms / p99 128 ms, 10,900 SSE events/s, 20 history writes/s.
-1,000 loadgen printers at 5,000 reports/s + 10 + 10 clients: 85 % of a core, 144 MiB, 5,160
-reports/s processed, REST p50 51 ms / p99 297 ms, 15,400 SSE events/s, 100 history writes/s.
+Measured on the project's 2-core machine, shared with other work (load average 0.8-1.5), 30 s windows:
+200 virtual printers + 50 viewers + 50 pollers: gateway 33 % of a core, 72 MiB, REST p50 1.1 ms /
+p99 19 ms, event lag p50 70 ms / p99 129 ms, 10,900 SSE events/s, 20 history writes/s.
+1,000 loadgen printers at 5,000 reports/s + 10 + 10 clients: 74 % of a core, 148 MiB, 5,130
+reports/s processed, REST p50 23 ms / p99 650 ms, 23,900 SSE events/s, 100 history writes/s.
 """
 
 from __future__ import annotations
