@@ -80,3 +80,29 @@ async def test_every_printer_of_an_account_over_one_connection(cloud_env: Any) -
         gateway.fleet.end_subscriptions()
         await server.stop()
         await gateway.stop()
+
+
+async def test_a_refused_cloud_token_is_reported_and_retried_without_leaking(cloud_env: Any) -> None:
+    _sim, cloud, alice, printers, token = cloud_env
+    ctx = ssl.create_default_context(cadata=cloud.ca_pem.decode())
+    bad = "not-a-valid-token-0123456789"
+    account = CloudConfig(name="alice", token=bad, devices=[printers[0].serial], host="127.0.0.1",
+                          port=cloud.mqtt_port, server_hostname=BROKER_NAME,
+                          options={"ssl_context": ctx, "uid": alice.uid})
+    gateway = Gateway(GatewayConfig(coalesce_ms=50, clouds=[account]))
+    gateway.fleet.backoff = (0.1, 0.3)
+    app = create_app(gateway)
+    await gateway.start()
+    server = await start_server(gateway, "127.0.0.1", 0, app=app)
+    try:
+        await wait(lambda: gateway.fleet.accounts["alice"].error is not None)
+        async with httpx2.AsyncClient(base_url=server.url, timeout=10) as client:
+            info = (await client.get("/api/v1/gateway")).json()
+            listing = await client.get("/api/v1/printers")
+        assert info["clouds"][0]["connected"] is False and info["clouds"][0]["error"]
+        assert listing.json()["printers"][0]["online"] is False
+        assert bad not in info["clouds"][0]["error"] and bad not in listing.text and token not in listing.text
+    finally:
+        gateway.fleet.end_subscriptions()
+        await server.stop()
+        await gateway.stop()

@@ -144,6 +144,9 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             "history": gateway.history is not None,
             "uptime_seconds": round(time.time() - gateway.started_at, 1),
             "sse_clients": gateway.sse_clients,
+            "clouds": [{"name": name, "connected": bool(account.connection.connected), "error": account.error,
+                        "printers": sum(1 for m in fleet.members.values() if m.config.cloud == name)}
+                       for name, account in fleet.accounts.items()],
         })
 
     async def printers(request: Request) -> Response:
