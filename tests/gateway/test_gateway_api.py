@@ -243,6 +243,22 @@ async def test_sse_printer_events_and_unknown_filter(farm: Farm) -> None:
     await vp.clear_hms()
 
 
+async def test_websocket_gives_the_same_stream(farm: Farm) -> None:
+    from websockets.asyncio.client import connect
+
+    member = _by_model(farm, "X1 Carbon")
+    async with connect(f"ws://127.0.0.1:{farm.server.port}/api/v1/ws?printer={member.serial}") as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert first["event"] == "snapshot" and [p["serial"] for p in first["data"]["printers"]] == [member.serial]
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                message = json.loads(await ws.recv())
+                if message["event"] == "delta":
+                    break
+        assert message["data"]["serial"] == member.serial and message["id"] > first["id"] - 1
+    await farm.wait(lambda: farm.gateway.sse_clients == 0)
+
+
 async def test_sse_client_that_stops_reading_is_bounded_then_resynced(farm: Farm,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sse, "QUEUE", 2)

@@ -184,7 +184,7 @@ async def start_server(
 
     config = uvicorn.Config(
         app or create_app(gateway), log_level="warning", access_log=access_log, lifespan="off",
-        timeout_graceful_shutdown=1, ws="none",
+        timeout_graceful_shutdown=1, ws="auto",
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="bambulab-gateway-http")

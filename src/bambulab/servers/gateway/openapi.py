@@ -176,7 +176,8 @@ def _paths() -> dict[str, Any]:
             "description": "`text/event-stream`. First `event: snapshot` with `{\"printers\": [Summary]}` (again "
                            "after `Last-Event-ID` and after a resync), then `id: <seq>` events: `delta` "
                            "`{serial, changes, revision, last_seen}`, `online`, `offline`, `added`, `removed`, "
-                           "`printer_event` `{serial, type, ...}`. A slow client is resynced with a snapshot.",
+                           "`printer_event` `{serial, type, ...}`. A slow client is resynced with a snapshot. The same "
+                           "stream is served over a WebSocket at `/api/v1/ws` (JSON messages `{event, id, data}`).",
             "content": {"text/event-stream": {"schema": {"type": "string"}}}},
             params=[{"name": "printer", "in": "query", "required": False, "description": "repeat to filter",
                      "schema": {"type": "array", "items": {"type": "string"}}, "explode": True}],

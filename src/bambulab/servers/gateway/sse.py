@@ -6,6 +6,9 @@ reconnect that carries ``Last-Event-ID`` and after a resync. Then one event per 
 ``offline``, ``added``, ``removed`` and ``printer_event`` (``{"serial", "type", ...}``). A comment
 line every 15 s keeps proxies from closing an idle stream.
 
+``/api/v1/ws`` (a WebSocket, when uvicorn has a WebSocket library) sends the same stream as JSON
+text messages ``{"event", "id", "data"}``.
+
 Memory is bounded per client: the fleet subscription holds at most ``QUEUE`` events (or four per
 printer in a bigger farm, since one fleet tick may publish a delta for each); a client
 that reads slower than the farm changes (or stops reading: the socket's buffers fill and our
@@ -15,6 +18,7 @@ writes block) loses its queue and gets a fresh snapshot when it catches up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -24,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bambulab.farm.fleet import FleetEvent
 from bambulab.servers.gateway._http import error
@@ -112,4 +117,56 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    return [Route("/api/v1/events", events, methods=["GET"])]
+    def ws_message(event: FleetEvent) -> str:
+        text = ws_encoded.get(event.seq)
+        if text is None:
+            text = json.dumps({"event": _KIND.get(event.kind, event.kind), "id": event.seq, "data": event.data},
+                              separators=(",", ":"), default=str)
+            ws_encoded[event.seq] = text
+            if len(ws_encoded) > 1024:
+                ws_encoded.popitem(last=False)
+        return text
+
+    ws_encoded: OrderedDict[int, str] = OrderedDict()
+
+    async def ws_events(websocket: WebSocket) -> None:
+        """The same stream over a WebSocket: JSON text messages ``{"event", "id", "data"}``."""
+        wanted = {s.strip().upper() for s in websocket.query_params.getlist("printer") if s.strip()} or None
+        if gateway.sse_clients >= gateway.config.max_sse_clients:
+            await websocket.close(code=1013)
+            return
+        await websocket.accept()
+        printers = len(wanted) if wanted is not None else len(fleet.members)
+        subscription = fleet.subscribe(wanted, maxsize=max(QUEUE, 4 * printers) if QUEUE > 16 else QUEUE)
+        gateway.sse_clients += 1
+
+        def snapshot_message() -> str:
+            members = [m for m in fleet.members.values() if wanted is None or m.serial in wanted]
+            now = time.time()
+            body = b'{"printers":[' + b",".join(m.summary_json(now) for m in members) + b"]}"
+            return f'{{"event":"snapshot","id":{fleet.seq},"data":{body.decode()}}}'
+
+        try:
+            await websocket.send_text(snapshot_message())
+            while True:
+                try:
+                    event = await subscription.get(timeout=KEEPALIVE)
+                except TimeoutError:
+                    await websocket.send_text('{"event":"keepalive"}')
+                    continue
+                except StopAsyncIteration:
+                    break
+                if event.kind == "resync":
+                    await websocket.send_text(snapshot_message())
+                    continue
+                for item in [event, *subscription.drain(255)]:
+                    await websocket.send_text(ws_message(item))
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass
+        finally:
+            gateway.sse_clients -= 1
+            subscription.close()
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+    return [Route("/api/v1/events", events, methods=["GET"]), WebSocketRoute("/api/v1/ws", ws_events)]
