@@ -55,12 +55,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from bambulab.cli import cloud, lan, proxy
     from bambulab.cli.dump import dump
+    from bambulab.cli.gateway import gateway
+    from bambulab.cli.history import history
     from bambulab.cli.sim import sim
     from bambulab.compat.migrate import migrate
 
     cli.add_command(sim)
     cli.add_command(dump)
     cli.add_command(migrate)
+    cli.add_command(gateway)
+    cli.add_command(history)
     lan.register(cli)
     cloud.register(cli)
     proxy.register(cli)
