@@ -407,7 +407,10 @@ def fleet_lookup(fleet: Any) -> CameraLookup:
 
     def lookup(serial: str) -> Any:
         member = fleet.members[serial]
-        return member.printer.camera
+        camera = getattr(getattr(member, "printer", None), "camera", None)
+        if camera is None:
+            raise UnsupportedError(f"the gateway has no camera connection for {serial} (a cloud printer?)")
+        return camera
 
     return lookup
 

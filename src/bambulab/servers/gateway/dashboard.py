@@ -77,7 +77,7 @@ _DETAIL = """
         <span><i class="lg-bed"></i>Bed</span><span><i class="lg-chamber"></i>Chamber</span>
         <span id="chart-range" class="muted"></span></div>
       <svg id="chart" class="chart" role="img" aria-label="Temperature chart" viewBox="0 0 600 220"
-        preserveAspectRatio="none"></svg>
+        preserveAspectRatio="xMidYMid meet"></svg>
       <p id="chart-note" class="muted" hidden></p>
     </div>
     <div class="panel">
@@ -90,11 +90,12 @@ _DETAIL = """
   <div class="stack">
     <div class="panel" id="d-controls" hidden>
       <h2>Control</h2>
-      <div id="token-form" class="controls">
+      <form id="token-form" class="controls" autocomplete="off">
+        <input type="text" name="username" value="gateway" autocomplete="username" hidden>
         <label class="sr-only" for="token">API token</label>
         <input type="password" id="token" placeholder="API token" autocomplete="off">
-        <button type="button" id="token-save">Use token</button>
-      </div>
+        <button type="submit" id="token-save">Use token</button>
+      </form>
       <div id="control-buttons" class="controls" hidden>
         <button type="button" data-action="pause">Pause</button>
         <button type="button" data-action="resume">Resume</button>

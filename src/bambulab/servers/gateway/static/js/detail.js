@@ -115,6 +115,7 @@ function renderCamera(p) {
   const img = h("img", { alt: `Live camera of ${p.name || serial}`, src: `/api/v1/printers/${enc}/camera/stream.mjpeg` });
   img.addEventListener("error", () => {
     cameraOn = null;
+    live.replaceChildren(h("span", { text: "Camera unavailable, retrying…" }));
     setTimeout(() => { if (cameraOn === null) renderCamera(store.printers.get(serial) || p); }, 5000);
   });
   live.replaceChildren(img);
@@ -124,8 +125,9 @@ function renderCamera(p) {
 
 function drawChart(samples) {
   const svg = $("#chart");
-  const W = 600;
+  const W = Math.max(300, Math.round(svg.clientWidth || 600));
   const H = 220;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const pad = { l: 34, r: 8, t: 8, b: 20 };
   const ns = "http://www.w3.org/2000/svg";
   const el = (tag, attrs) => {
@@ -187,7 +189,7 @@ async function loadJobs() {
   try {
     const data = await api(`/api/v1/history/jobs?printer=${enc}&limit=20`);
     const rows = (data.jobs || []).map((j) => h("tr", {},
-      h("td", { class: "num", text: fmtDateTime(j.started_at) }),
+      h("td", { text: fmtDateTime(j.started_at) }),
       h("td", { text: j.file || j.name || "–" }),
       resultCell(j.result),
       h("td", { class: "num", text: j.duration_seconds !== null && j.duration_seconds !== undefined ? fmtDuration(j.duration_seconds / 60) : "–" })));
@@ -206,10 +208,10 @@ async function loadHmsHistory() {
     const data = await api(`/api/v1/printers/${enc}/hms/history`);
     const items = data.hms || data.events || data.alerts || [];
     const rows = items.map((a) => h("tr", {},
-      h("td", { class: "num", text: fmtDateTime(a.raised_at ?? a.raised_time) }),
+      h("td", { text: fmtDateTime(a.raised_at ?? a.raised_time) }),
       h("td", {}, h("code", { text: a.code || "–" })),
       h("td", { text: a.text || "–" }),
-      h("td", { class: "num", text: a.cleared_at ? fmtDateTime(a.cleared_at) : "active" })));
+      h("td", { text: a.cleared_at ? fmtDateTime(a.cleared_at) : "active" })));
     body.replaceChildren(...rows);
     $("#hms-note").hidden = rows.length > 0;
     setText($("#hms-note"), "No alerts recorded.");
@@ -253,14 +255,14 @@ async function control(action, body) {
 }
 
 function initControls() {
-  $("#token-save").addEventListener("click", () => {
+  $("#token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
     const value = $("#token").value.trim();
     if (!value) return;
     sessionStorage.setItem(TOKEN_KEY, value);
     $("#token").value = "";
     showControls();
   });
-  $("#token").addEventListener("keydown", (e) => { if (e.key === "Enter") $("#token-save").click(); });
   $("#token-forget").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); showControls(); });
   const dialog = $("#confirm-stop");
   dialog.addEventListener("close", () => { if (dialog.returnValue === "stop") control("stop"); });

@@ -41,7 +41,7 @@ async function loadJobs() {
     const data = await api(`/api/v1/history/jobs?${params}`);
     total = data.total ?? (data.jobs || []).length;
     const rows = (data.jobs || []).map((j) => h("tr", {},
-      h("td", { class: "num", text: fmtDateTime(j.started_at) }),
+      h("td", { text: fmtDateTime(j.started_at) }),
       h("td", {}, h("a", { href: `/printers/${encodeURIComponent(j.serial)}`, text: j.printer || j.serial })),
       h("td", { text: j.file || "–" }),
       h("td", {}, h("span", { class: "result", "data-r": j.result || "", text: j.result || "–" })),
