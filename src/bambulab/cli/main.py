@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
@@ -57,6 +58,7 @@ def _register() -> None:
     from bambulab.cli.sim import sim
 
     cli.add_command(sim)
+    cli.add_command(importlib.import_module("bambulab.cli.gateway").gateway)
     lan.register(cli)
     cloud.register(cli)
 

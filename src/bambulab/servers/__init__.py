@@ -1,0 +1,1 @@
+"""ASGI servers over the library: the farm gateway (and the cloud proxy)."""
