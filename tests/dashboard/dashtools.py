@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -138,3 +140,136 @@ class MjpegViewer:
             self.writer.close()
             with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
+
+
+class GatewayThread:
+    """A real gateway over a demo farm of virtual printers, on its own event loop in a thread.
+
+    For sync tests (Playwright's sync API): every helper runs its work on the gateway's loop.
+    The demo's director is off, so nothing happens unless a test makes it happen.
+    """
+
+    def __init__(self, count: int = 4, *, time_scale: float = 30.0, token: str | None = None,
+                 print_minutes: int = 240) -> None:
+        self.count = count
+        self.time_scale = time_scale
+        self.token = token
+        self.print_minutes = print_minutes
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gateway-thread", daemon=True)
+        self.url = ""
+        self.farm: Any = None
+        self.gw: Any = None
+        self.server: Any = None
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __enter__(self) -> GatewayThread:
+        self.thread.start()
+        try:
+            self.call(self._start(), timeout=60)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.call(self._stop(), timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    async def _start(self) -> None:
+        from bambulab.farm.config import ApiToken, GatewayConfig, hash_token
+        from bambulab.farm.demo import DemoFarm
+        from bambulab.servers.gateway import Gateway
+        from bambulab.servers.gateway.app import create_app, start_server
+
+        self.farm = DemoFarm(self.count, time_scale=self.time_scale, seed=11, director=False,
+                             print_minutes=self.print_minutes)
+        configs = await self.farm.start()
+        tokens = [ApiToken("test", hash_token(self.token))] if self.token else []
+        config = GatewayConfig(control=bool(self.token), tokens=tokens, printers=configs)
+        self.gw = Gateway(config)
+        app = create_app(self.gw)
+        await self.gw.start()
+        self.server = await start_server(self.gw, "127.0.0.1", 0, app=app)
+        self.url = self.server.url
+        async with asyncio.timeout(30):
+            while not all(m.summary()["online"] and m.summary()["state"] for m in self.gw.fleet.members.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+    async def _stop(self) -> None:
+        if self.gw is not None:
+            self.gw.fleet.end_subscriptions()
+        if self.server is not None:
+            await self.server.stop(timeout=1.0)
+        if self.gw is not None:
+            await self.gw.stop(timeout=3.0)
+        if self.farm is not None:
+            await self.farm.stop()
+            await asyncio.sleep(0.05)
+
+    # ------------------------------------------------------------------ what tests read
+
+    def _summaries(self) -> list[dict[str, Any]]:
+        async def read() -> list[dict[str, Any]]:
+            return [m.summary() for m in self.gw.fleet.members.values()]
+
+        result: list[dict[str, Any]] = self.call(read())
+        return result
+
+    def names(self) -> dict[str, str]:
+        return {s["serial"]: s["name"] for s in self._summaries()}
+
+    def printing_serial(self, camera: str = "jpeg", within: float = 30.0) -> str:
+        """A printer that is printing (past its preparation), with a camera of that kind."""
+        deadline = time.monotonic() + within
+        while True:
+            found = [s["serial"] for s in self._summaries() if s["state"] == "RUNNING" and s["camera"] == camera]
+            if found:
+                return str(sorted(found)[0])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no printer with a {camera} camera is printing")
+            time.sleep(0.1)
+
+    def idle_serial(self) -> str:
+        return str(next(s["serial"] for s in self._summaries() if s["state"] != "RUNNING"))
+
+    def state(self, serial: str) -> str:
+        return str(self.farm.sim.printer(serial).engine.dyn.job.gcode_state)
+
+    def wait_state(self, serial: str, state: str, within: float = 15.0) -> None:
+        async def wait() -> None:
+            async with asyncio.timeout(within):
+                while self.state(serial) != state:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+
+        self.call(wait(), timeout=within + 5)
+
+    # ------------------------------------------------------------------ what tests do
+
+    def inject_hms(self, serial: str, attr: int, code: int) -> str:
+        """Raise an HMS alert on the virtual printer; returns its text once the gateway has it."""
+
+        async def run() -> str:
+            await self.farm.sim.printer(serial).inject_hms(attr, code)
+            member = self.gw.fleet.members[serial]
+            async with asyncio.timeout(15):
+                while not member.summary()["hms"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            return str(member.summary()["hms"][0]["text"])
+
+        result: str = self.call(run())
+        return result
+
+    def clear_hms(self, serial: str) -> None:
+        self.call(self.farm.sim.printer(serial).clear_hms())
+
+    def go_offline(self, serial: str) -> None:
+        self.call(self.farm.sim.printer(serial).go_offline())
+
+    def come_online(self, serial: str) -> None:
+        self.call(self.farm.sim.printer(serial).come_online())

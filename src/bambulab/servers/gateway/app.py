@@ -39,6 +39,7 @@ ROUTE_MODULES: list[str] = [
     "bambulab.servers.gateway.api",
     "bambulab.servers.gateway.sse",
     "bambulab.servers.gateway.control",
+    "bambulab.servers.gateway.dashboard",
 ]
 
 

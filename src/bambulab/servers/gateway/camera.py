@@ -12,18 +12,26 @@ H.264) are decoded with PyAV (the ``camera`` extra) and re-encoded as JPEG at ``
 
 Routes::
 
-    GET /api/v1/printers/{serial}/camera/snapshot.jpg
+    GET /api/v1/printers/{serial}/camera/snapshot.jpg[?fallback=1]
     GET /api/v1/printers/{serial}/camera/stream.mjpeg
+
+Errors are the gateway's JSON errors (404 unknown printer, 501 no camera reachable on the LAN,
+502 camera login refused, 503 unavailable, 504 no frame in time); with ``?fallback=1`` (for
+``<img>`` tags) a snapshot that fails is a 200 "camera unavailable" picture with the error code
+in the ``X-Camera-Error`` header instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -356,6 +364,14 @@ def _map_error(exc: BaseException, serial: str) -> JSONResponse:
     return _error(503, "camera_unavailable", str(exc) or "the camera is not available")
 
 
+_PLACEHOLDER = Path(__file__).with_name("static") / "camera-unavailable.jpg"
+
+
+@functools.cache
+def _placeholder() -> bytes:
+    return _PLACEHOLDER.read_bytes()
+
+
 def routes_for(hub: CameraHub) -> list[BaseRoute]:
     """The snapshot and MJPEG routes served from ``hub``."""
 
@@ -364,7 +380,15 @@ def routes_for(hub: CameraHub) -> list[BaseRoute]:
         try:
             jpeg = await hub.snapshot(serial)
         except (KeyError, BambuError, TimeoutError) as exc:
-            return _map_error(exc, serial)
+            failed = _map_error(exc, serial)
+            if request.query_params.get("fallback") and failed.status_code != 404:
+                # For <img> tags (the dashboard): a picture saying so, and the reason in a header.
+                code = json.loads(bytes(failed.body))["error"]
+                return Response(
+                    _placeholder(), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store", "X-Camera-Error": code},
+                )
+            return failed
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def stream(request: Request) -> Response:

@@ -104,7 +104,8 @@ _DETAIL = """
         <button type="button" data-action="light" data-on="false">Light off</button>
         <label class="sr-only" for="speed">Speed</label>
         <select id="speed"><option value="">Speed…</option><option value="1">Silent</option>
-          <option value="2">Standard</option><option value="3">Sport</option><option value="4">Ludicrous</option></select>
+          <option value="2">Standard</option>
+          <option value="3">Sport</option><option value="4">Ludicrous</option></select>
         <button type="button" data-action="clear_hms">Clear alerts</button>
         <button type="button" id="token-forget" class="icon-btn" title="Forget the token">Forget token</button>
       </div>
@@ -147,7 +148,8 @@ _HISTORY = """
       <a class="btn" id="csv" href="/api/v1/history/jobs.csv" download>Download CSV</a>
     </form>
     <div class="table-wrap"><table id="h-jobs"><thead><tr><th>Started</th><th>Printer</th><th>File</th>
-      <th>Result</th><th class="num">Duration</th><th class="num">Filament</th></tr></thead><tbody></tbody></table></div>
+      <th>Result</th><th class="num">Duration</th><th class="num">Filament</th></tr></thead>
+      <tbody></tbody></table></div>
     <div class="pager"><span id="h-total" class="muted num"></span>
       <button type="button" id="prev">Previous</button><button type="button" id="next">Next</button></div>
     <p id="h-note" class="notice" hidden></p>

@@ -26,7 +26,7 @@ function update(t, p) {
   const pct = p.state === "RUNNING" && p.progress !== null && p.progress !== undefined ? ` · ${p.progress}%` : "";
   setText(t.state, `${stateLabel(p)}${pct}`);
   t.root.dataset.cat = category(p);
-  const src = p.online ? `/api/v1/printers/${encodeURIComponent(p.serial)}/camera/snapshot.jpg` : "";
+  const src = p.online ? `/api/v1/printers/${encodeURIComponent(p.serial)}/camera/snapshot.jpg?fallback=1` : "";
   if ((t.img.dataset.src || "") !== src) {
     t.img.dataset.src = src;
     if (src) {

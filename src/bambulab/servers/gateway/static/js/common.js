@@ -364,7 +364,7 @@ export class SnapshotLoader {
       if (!img.isConnected || !img.dataset.src) continue;
       this.busy += 1;
       img.dataset.loading = "1";
-      img.src = `${img.dataset.src}?t=${Date.now()}`;
+      img.src = `${img.dataset.src}${img.dataset.src.includes("?") ? "&" : "?"}t=${Date.now()}`;
     }
   }
 

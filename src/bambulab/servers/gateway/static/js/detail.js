@@ -298,11 +298,21 @@ api("/api/v1/gateway").then((info) => {
   gatewayInfo = info;
   showControls();
 }).catch(() => {});
-loadTelemetry();
-loadJobs();
-loadHmsHistory();
-setInterval(loadTelemetry, 60000);
+api("/api/v1/gateway").then((info) => {
+  if (info.history) {
+    loadTelemetry();
+    loadJobs();
+    loadHmsHistory();
+    setInterval(loadTelemetry, 60000);
+  } else {
+    for (const id of ["#chart-note", "#jobs-note", "#hms-note"]) {
+      $(id).hidden = false;
+      setText($(id), "History is not enabled on this gateway ([history] in its configuration).");
+    }
+  }
+}).catch(() => {});
 window.addEventListener("printer-event", (e) => {
+  if (!gatewayInfo.history) return;
   if (e.detail.serial === serial && /Finished|Failed|Started|Cancel/.test(e.detail.type || "")) loadJobs();
   if (e.detail.serial === serial && /Hms/i.test(e.detail.type || "")) loadHmsHistory();
 });

@@ -103,5 +103,13 @@ $("#filters").addEventListener("submit", (e) => {
 $("#prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); loadJobs(); });
 $("#next").addEventListener("click", () => { offset += PAGE; loadJobs(); });
 await loadPrinters();
-await Promise.all([loadJobs(), loadStats()]);
+const info = await api("/api/v1/gateway").catch(() => ({}));
+if (info.history) {
+  await Promise.all([loadJobs(), loadStats()]);
+} else {
+  note("History is not enabled on this gateway: add a [history] section to its configuration (see docs/dashboard.md).");
+  $("#csv").hidden = true;
+  $("#prev").disabled = true;
+  $("#next").disabled = true;
+}
 document.body.dataset.ready = "1";

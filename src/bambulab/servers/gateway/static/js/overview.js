@@ -91,7 +91,7 @@ function renderAms(refs, ams) {
       const sw = h("span", { class: t.color ? "swatch" : "swatch empty" });
       if (t.color) sw.style.setProperty("--sw", t.color.slice(0, 7));
       const label = t.material ? `${t.material}${t.remaining !== null && t.remaining !== undefined ? ` ${t.remaining}%` : ""}` : "empty";
-      return h("span", { class: "tray", title: `AMS ${unit.id + 1} slot ${t.id + 1}: ${label}` }, sw, h("small", { text: t.material ? (t.remaining !== null && t.remaining !== undefined ? `${t.remaining}%` : t.material) : "–" }), h("small", { text: t.material || "" }));
+      return h("span", { class: "tray", title: `AMS ${unit.id + 1} slot ${t.id + 1}: ${label}` }, sw, h("small", { class: "num", text: t.material && t.remaining !== null && t.remaining !== undefined ? `${t.remaining}%` : "\u00a0" }), h("small", { text: t.material || "empty" }));
     });
     const hum = unit.humidity !== null && unit.humidity !== undefined ? h("span", { class: "hum", title: "AMS humidity level", text: `Hum ${unit.humidity}` }) : null;
     parts.push(h("span", { class: "ams-unit", "aria-label": `AMS ${unit.id + 1}` }, ...trays, hum));
@@ -150,7 +150,7 @@ function update(card, p) {
   renderAlerts(r, p);
   setSeen(card, p);
   const cam = view.cameras && p.camera && p.online;
-  const src = cam ? `/api/v1/printers/${encodeURIComponent(p.serial)}/camera/snapshot.jpg` : "";
+  const src = cam ? `/api/v1/printers/${encodeURIComponent(p.serial)}/camera/snapshot.jpg?fallback=1` : "";
   if ((r.img.dataset.src || "") !== src) {
     r.img.dataset.src = src;
     if (src) {
