@@ -181,9 +181,9 @@ export async function api(path, options = {}) {
 /**
  * The fleet as the gateway's event stream tells it: a snapshot, then deltas.
  *
- * Listeners get the set of serials that changed, at most once per animation frame, so a burst
- * of a thousand deltas costs one DOM pass. EventSource reconnects by itself (with Last-Event-ID);
- * when the server closed the stream for good, this reconnects with a growing delay.
+ * The stream is read off the main thread (feed-worker.js) and arrives here in merged batches;
+ * listeners get the set of serials that changed at most once per animation frame, so a burst of
+ * a thousand deltas costs one DOM pass. EventSource reconnects by itself (with Last-Event-ID).
  */
 export class FleetStore {
   constructor(serials = null) {
@@ -194,9 +194,9 @@ export class FleetStore {
     this.full = false;
     this.scheduled = false;
     this.serials = serials;
-    this.source = null;
-    this.retry = 1000;
     this.receivedAt = performance.now();
+    this.deltas = 0;
+    this.flushes = 0;
   }
 
   onChange(fn) { this.listeners.add(fn); }
@@ -207,74 +207,52 @@ export class FleetStore {
   }
 
   connect() {
-    const url = new URL("/api/v1/events", location.origin);
-    for (const s of this.serials || []) url.searchParams.append("printer", s);
-    this.status("connecting");
-    const es = new EventSource(url);
-    this.source = es;
-    es.addEventListener("open", () => { this.retry = 1000; this.status("live"); });
-    es.addEventListener("error", () => {
-      if (es.readyState === EventSource.CLOSED) {
-        this.status("down");
-        setTimeout(() => this.connect(), this.retry);
-        this.retry = Math.min(this.retry * 2, 30000);
-      } else {
-        this.status("connecting");
+    const sink = (m) => this.receive(m);
+    if (typeof Worker === "function") {
+      try {
+        const worker = new Worker(new URL("./feed-worker.js", import.meta.url), { type: "module" });
+        worker.addEventListener("message", (e) => sink(e.data));
+        worker.postMessage({ type: "connect", origin: location.origin, serials: this.serials || [] });
+        this.worker = worker;
+        return;
+      } catch {
+        // no module workers: read the stream here
       }
-    });
-    es.addEventListener("snapshot", (e) => this.snapshot(JSON.parse(e.data)));
-    es.addEventListener("delta", (e) => this.delta(JSON.parse(e.data)));
-    for (const kind of ["online", "offline"]) {
-      es.addEventListener(kind, (e) => {
-        const d = JSON.parse(e.data);
-        const p = this.printers.get(d.serial);
-        if (!p) return;
-        Object.assign(p, d, { online: kind === "online" });
-        this.mark(d.serial);
-      });
     }
-    es.addEventListener("added", (e) => {
-      const d = JSON.parse(e.data);
-      if (d.summary) this.printers.set(d.serial, d.summary);
-      else if (!this.printers.has(d.serial)) this.printers.set(d.serial, { serial: d.serial, name: d.name || d.serial, online: false });
-      this.full = true;
-      this.schedule();
-    });
-    es.addEventListener("removed", (e) => {
-      const d = JSON.parse(e.data);
-      this.printers.delete(d.serial);
-      this.full = true;
-      this.schedule();
-    });
-    es.addEventListener("printer_event", (e) => {
-      const d = JSON.parse(e.data);
-      window.dispatchEvent(new CustomEvent("printer-event", { detail: d }));
-    });
+    import("./feed.js").then(({ Feed }) => new Feed(location.origin, this.serials || [], sink).connect());
   }
 
-  snapshot(data) {
-    this.printers = new Map((data.printers || []).map((p) => [p.serial, p]));
-    this.receivedAt = performance.now();
-    this.full = true;
-    this.schedule();
-  }
-
-  delta(d) {
-    let p = this.printers.get(d.serial);
-    if (!p) {
-      p = { serial: d.serial };
-      this.printers.set(d.serial, p);
+  receive(m) {
+    if (m.type === "status") {
+      this.status(m.state);
+      return;
+    }
+    const now = performance.now();
+    if (m.snapshot) {
+      this.printers = new Map(m.snapshot.map((p) => [p.serial, p]));
+      this.receivedAt = now;
       this.full = true;
     }
-    Object.assign(p, d.changes || {});
-    if (d.last_seen !== undefined) p.last_seen = d.last_seen;
-    p.age_seconds = 0;
-    p._seenAt = performance.now();
-    this.mark(d.serial);
-  }
-
-  mark(serial) {
-    this.dirty.add(serial);
+    for (const [serial, changes] of m.changes) {
+      let p = this.printers.get(serial);
+      if (!p) {
+        p = { serial };
+        this.printers.set(serial, p);
+        this.full = true;
+      }
+      if (changes._seen) {
+        delete changes._seen;
+        p._seenAt = now;
+      }
+      Object.assign(p, changes);
+      this.dirty.add(serial);
+    }
+    for (const serial of m.removed) {
+      this.printers.delete(serial);
+      this.full = true;
+    }
+    this.deltas += m.deltas;
+    for (const detail of m.events) window.dispatchEvent(new CustomEvent("printer-event", { detail }));
     this.schedule();
   }
 
@@ -285,6 +263,7 @@ export class FleetStore {
   }
 
   flush() {
+    this.flushes += 1;
     this.scheduled = false;
     const changed = this.dirty;
     const full = this.full;

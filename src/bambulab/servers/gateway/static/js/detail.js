@@ -35,6 +35,12 @@ function renderStatus(p) {
   const pill = $("#d-pill");
   pill.style.setProperty("--c", `var(--${cat})`);
   setText($("#d-sub"), `${serial}${p.firmware ? ` · firmware ${p.firmware}` : ""} · ${p.online ? `updated ${fmtAgo(store.age(p))}` : `offline, last seen ${fmtAgo(store.age(p))}`}`);
+  const shown = ["RUNNING", "PAUSE", "PREPARE", "FINISH", "FAILED"].includes(p.state) ? p.progress ?? null : null;
+  const fill = $("#d-bar i");
+  const scale = String((shown ?? 0) / 100);
+  if (fill.style.getPropertyValue("--p") !== scale) fill.style.setProperty("--p", scale);
+  $("#d-bar").setAttribute("aria-valuenow", String(shown ?? 0));
+  setText($("#d-pct"), shown === null ? "–" : `${shown}%`);
   const dl = $("#d-status");
   const t = p.temperatures || {};
   const f = p.fans || {};

@@ -30,7 +30,7 @@ let sortPending = false;
 function temp(label, cls) {
   const value = h("b", { class: "num" });
   const target = h("span", { class: "tgt num" });
-  const el = h("span", { class: cls }, h("span", { class: "lbl", text: label }), value, target);
+  const el = h("div", { class: `stat ${cls}` }, h("span", { class: "lbl", text: label }), h("span", { class: "tv" }, value, target));
   return { el, value, target };
 }
 
@@ -66,7 +66,7 @@ function buildCard(p) {
         h("div", { class: "stat" }, h("span", { class: "lbl", text: "Time left" }), left),
         h("div", { class: "stat" }, h("span", { class: "lbl", text: "Done at" }), finish),
         h("div", { class: "stat" }, h("span", { class: "lbl", text: "Layer" }), layer)),
-      h("div", { class: "temps" }, nozzle.el, bed.el, chamber.el),
+      h("div", { class: "stats temps" }, nozzle.el, bed.el, chamber.el),
       ams,
       alerts,
       h("div", { class: "seen" }, seen, serial)));
@@ -76,7 +76,7 @@ function buildCard(p) {
 
 function setTemp(t, value, target) {
   setText(t.value, value === null || value === undefined ? "–" : `${Math.round(value)}°`);
-  setText(t.target, target ? ` / ${Math.round(target)}°` : "");
+  setText(t.target, target ? `/${Math.round(target)}°` : "");
 }
 
 function renderAms(refs, ams) {
@@ -134,8 +134,8 @@ function update(card, p) {
   setAttr(r.file, "title", p.file || null);
   const progress = p.progress ?? null;
   const shown = active || p.state === "FINISH" || p.state === "FAILED" ? progress : null;
-  const width = `${shown ?? 0}%`;
-  if (r.fill.style.width !== width) r.fill.style.width = width;
+  const scale = String((shown ?? 0) / 100);
+  if (r.fill.style.getPropertyValue("--p") !== scale) r.fill.style.setProperty("--p", scale);
   setAttr(r.bar, "aria-valuenow", shown ?? 0);
   setText(r.pct, shown === null ? "–" : `${shown}%`);
   setText(r.left, active ? fmtDuration(p.remaining_minutes) : "–");
@@ -145,7 +145,7 @@ function update(card, p) {
   setTemp(r.nozzle, t.nozzle, t.nozzle_target);
   setTemp(r.bed, t.bed, t.bed_target);
   setTemp(r.chamber, t.chamber, t.chamber_target);
-  r.chamber.el.hidden = t.chamber === null || t.chamber === undefined;
+  r.chamber.el.classList.toggle("na", t.chamber === null || t.chamber === undefined);
   renderAms(r, p.ams);
   renderAlerts(r, p);
   setSeen(card, p);
@@ -260,6 +260,7 @@ function render(changed, full) {
   }
   if (added || full) reorder();
   updateCounts();
+  if (!document.body.dataset.ready && cards.size) performance.mark("bambu:first-render");
   document.body.dataset.ready = "1";
 }
 
