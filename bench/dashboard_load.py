@@ -399,7 +399,8 @@ async def screenshots(folder: Path) -> list[Path]:
     # Varied states: printers at several stages, a runout, a failure, done, idle, offline.
     for i, vp in enumerate(vps):
         if vp.engine.dyn.job.gcode_state in ("RUNNING", "PREPARE"):
-            vp.engine.advance(60 * (15 + 37 * i % 170))
+            vp.engine.advance(900)  # past the preparation
+            vp.engine.advance(60 * (10 + (41 * i) % 160))
     running = [vp for vp in vps if vp.engine.dyn.job.gcode_state == "RUNNING"]
     await running[1].filament_runout()
     await running[3].inject_hms(0x0300_0100, 0x0001_0007)
@@ -436,7 +437,8 @@ async def screenshots(folder: Path) -> list[Path]:
                         await page.goto(server.url + path)
                         await page.wait_for_selector("body[data-ready]")
                         await page.wait_for_function(
-                            "() => [...document.querySelectorAll('img')].filter(i => i.offsetParent && i.src)"
+                            "() => [...document.querySelectorAll('img')].filter(i => i.offsetParent && i.src"
+                            " && i.getBoundingClientRect().top < innerHeight)"
                             ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
                         await page.wait_for_timeout(800)
                         target = folder / name

@@ -145,8 +145,8 @@ export function category(p) {
   if (!p.online) return "offline";
   const s = p.state;
   if (s === "FAILED" || p.print_error) return "error";
-  if ((p.hms || []).some((a) => a.severity === "fatal" || a.severity === "serious")) return "error";
   if (s === "PAUSE") return "paused";
+  if ((p.hms || []).some((a) => a.severity === "fatal" || a.severity === "serious")) return "error";
   if (s === "RUNNING" || s === "PREPARE" || s === "SLICING") return "printing";
   if (s === "FINISH") return "done";
   return "idle";

@@ -315,6 +315,7 @@ api("/api/v1/gateway").then((info) => {
       $(id).hidden = false;
       setText($(id), "History is not enabled on this gateway ([history] in its configuration).");
     }
+    for (const el of document.querySelectorAll("#chart, .legend, #jobs, #hms-history")) el.hidden = true;
   }
 }).catch(() => {});
 window.addEventListener("printer-event", (e) => {
