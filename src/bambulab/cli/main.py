@@ -59,6 +59,7 @@ def _register() -> None:
 
     cli.add_command(sim)
     cli.add_command(importlib.import_module("bambulab.cli.gateway").gateway)
+    cli.add_command(importlib.import_module("bambulab.cli.history").history)
     lan.register(cli)
     cloud.register(cli)
 

@@ -54,7 +54,7 @@ __all__ = [
     "parse_config",
 ]
 
-_GATEWAY_KEYS = {"host", "port", "control", "coalesce_ms", "stale_after", "max_sse_clients"}
+_GATEWAY_KEYS = {"id", "host", "port", "control", "coalesce_ms", "stale_after", "max_sse_clients"}
 _PRINTER_KEYS = {
     "serial", "name", "host", "profile", "access_code", "access_code_env", "port", "model",
     "ca_file", "insecure", "ftps_port", "camera_port", "watchdog",
@@ -126,8 +126,15 @@ class CloudConfig:
     options: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname() or "gateway"
+
+
 @dataclass
 class GatewayConfig:
+    id: str = field(default_factory=_hostname)
     host: str = "127.0.0.1"
     port: int = 8080
     control: bool = False
@@ -308,6 +315,8 @@ def parse_config(
         raise _fail(path, "[gateway] must be a table")
     _check_keys(path, "[gateway]", gateway, _GATEWAY_KEYS)
     cfg = GatewayConfig(path=path)
+    if "id" in gateway:
+        cfg.id = str(gateway["id"]).strip() or cfg.id
     if "host" in gateway:
         cfg.host = str(gateway["host"])
     if "port" in gateway:

@@ -125,6 +125,14 @@ class FleetSubscription:
     async def __aenter__(self) -> FleetSubscription:
         return self
 
+    def __enter__(self) -> FleetSubscription:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -515,6 +523,10 @@ class Fleet:
             sub.close()
 
     @property
+    def subscriptions(self) -> list[FleetSubscription]:
+        return list(self._subscriptions)
+
+    @property
     def subscribers(self) -> int:
         return len(self._subscriptions)
 
@@ -587,17 +599,17 @@ class Fleet:
 
 
 def _lan_printer(cfg: PrinterConfig) -> BasePrinter:
-    options = dict(cfg.options)
-    if cfg.ca_file is not None and "ssl_context" not in options:
-        options["ca_file"] = cfg.ca_file
-    if cfg.insecure and "ssl_context" not in options:
-        options["insecure"] = True
+    kwargs: dict[str, Any] = {"port": cfg.port, "model": cfg.model, "ftps_port": cfg.ftps_port,
+                              "camera_port": cfg.camera_port, "watchdog": cfg.watchdog}
+    if "ssl_context" not in cfg.options:
+        if cfg.ca_file is not None:
+            kwargs["ca_file"] = cfg.ca_file
+        if cfg.insecure:
+            kwargs["insecure"] = True
+    kwargs.update(cfg.options)
     try:
-        return Printer(
-            cfg.host, cfg.serial, cfg.access_code, port=cfg.port, model=cfg.model, ftps_port=cfg.ftps_port,
-            camera_port=cfg.camera_port, watchdog=cfg.watchdog, **options,
-        )
-    except (ValueError, KeyError) as exc:
+        return Printer(cfg.host, cfg.serial, cfg.access_code, **kwargs)
+    except (ValueError, KeyError, TypeError) as exc:
         raise BambuError(f"printer {cfg.serial}: {exc}") from None
 
 

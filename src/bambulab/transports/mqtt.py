@@ -44,7 +44,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 from bambulab.exceptions import (
     AuthenticationError,
@@ -62,6 +62,7 @@ __all__ = [
     "MqttConnection",
     "SubscriptionRefusedError",
     "connack_error",
+    "Will",
     "encode_connect",
     "encode_publish",
     "encode_subscribe",
@@ -134,14 +135,34 @@ def _field(value: str | bytes) -> bytes:
     return len(raw).to_bytes(2, "big") + raw
 
 
+class Will(NamedTuple):
+    """A last-will message the broker publishes when the connection dies without DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
 def encode_connect(
-    client_id: str, username: str | None, password: str | bytes | None, keepalive: int, *, clean_session: bool = True
+    client_id: str,
+    username: str | None,
+    password: str | bytes | None,
+    keepalive: int,
+    *,
+    clean_session: bool = True,
+    will: Will | None = None,
 ) -> bytes:
-    """A CONNECT packet (MQTT 3.1.1)."""
+    """A CONNECT packet (MQTT 3.1.1), optionally with a last will."""
     if not 0 <= keepalive <= 0xFFFF:
         raise ValueError("keepalive must be 0..65535 seconds")
     flags = 0x02 if clean_session else 0
     payload = _field(client_id)
+    if will is not None:
+        if will.qos not in (0, 1, 2):
+            raise ValueError("will qos must be 0, 1 or 2")
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+        payload += _field(will.topic) + _field(will.payload)
     if username is not None:
         flags |= 0x80
         payload += _field(username)
@@ -231,6 +252,7 @@ class MqttConnection(asyncio.Protocol):
         "_transport",
         "_username",
         "_verify_peer",
+        "_will",
         "messages_received",
     )
 
@@ -252,6 +274,7 @@ class MqttConnection(asyncio.Protocol):
         max_packet_size: int = _DEFAULT_MAX_PACKET,
         peer: str = "the printer",
         refusal: Callable[[int], BambuError] = connack_error,
+        will: Will | None = None,
     ) -> None:
         if keepalive < 0 or keepalive > 0xFFFF:
             raise ValueError("keepalive must be 0..65535 seconds")
@@ -270,6 +293,7 @@ class MqttConnection(asyncio.Protocol):
         self._max_packet = max_packet_size
         self._peer = peer
         self._refusal = refusal
+        self._will = will
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.Transport | None = None
         self._sslobj: ssl.SSLObject | None = None
@@ -342,7 +366,9 @@ class MqttConnection(asyncio.Protocol):
                 stage = "the TLS handshake"
                 await self._handshake
                 stage = "the MQTT CONNACK"
-                self._write(encode_connect(self._client_id, self._username, self._password, self._keepalive))
+                self._write(encode_connect(
+                    self._client_id, self._username, self._password, self._keepalive, will=self._will
+                ))
                 code = await self._connack
             if code != 0:
                 raise self._refusal(code)
@@ -375,24 +401,31 @@ class MqttConnection(asyncio.Protocol):
         return granted
 
     async def publish(
-        self, topic: str, payload: bytes, qos: int = 0, *, timeout: float = 10.0  # noqa: ASYNC109
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        retain: bool = False,
     ) -> None:
-        """Publish; QoS 1 waits for the PUBACK (``timeout`` → BambuTimeoutError)."""
+        """Publish; QoS 1 waits for the PUBACK (``timeout`` → BambuTimeoutError). ``retain``
+        asks the broker to keep the message for later subscribers."""
         if qos == 0:
-            self.send(topic, payload)
+            self.send(topic, payload, retain=retain)
             if self._paused:
                 await self._drain(timeout)
             return
         if qos != 1:
             raise ValueError("outgoing QoS must be 0 or 1")
         packet_id, waiter = self._new_request()
-        self._write(encode_publish(topic, payload, 1, packet_id))
+        self._write(encode_publish(topic, payload, 1, packet_id, retain=retain))
         await self._await_reply(packet_id, waiter, timeout, f"PUBACK for {topic}")
 
-    def send(self, topic: str, payload: bytes) -> None:
+    def send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish at QoS 0 without waiting (the transport buffers it)."""
         self._require_connected()
-        self._write(encode_publish(topic, payload))
+        self._write(encode_publish(topic, payload, retain=retain))
 
     async def close(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
         """Send DISCONNECT and close_notify, close, and wait (bounded) until the socket is gone."""

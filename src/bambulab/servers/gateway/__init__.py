@@ -46,6 +46,8 @@ class Gateway:
         #: Set by the dashboard: serves ``/`` to browsers (``Accept: text/html``).
         self.html_index: Callable[[Any], Awaitable[Any]] | None = None
         self.services: list[Service] = []
+        #: ASGI middleware (class, kwargs) added with :meth:`add_middleware`, outermost first.
+        self.middleware: list[tuple[Any, dict[str, Any]]] = []
         #: ``observe(scope, status, seconds)`` callables run for every HTTP request (the metrics).
         self.request_observers: list[Callable[[Any, int, float], None]] = []
         self.version = __version__
@@ -58,6 +60,23 @@ class Gateway:
         self._service_tasks: set[asyncio.Task[None]] = set()
         #: Extra objects a demo or test keeps alive with the gateway (the simulator, ...).
         self.extras: dict[str, Any] = {}
+
+    @property
+    def id(self) -> str:
+        """This gateway's name (``[gateway] id``, default the host name): distinct per shard."""
+        return self.config.id
+
+    def add_middleware(self, cls: Any, **kwargs: Any) -> None:
+        """Wrap the app in an ASGI middleware (call from ``routes(gateway)``, before the app is built)."""
+        self.middleware.append((cls, kwargs))
+
+    async def control(self, serial: str, action: str, body: dict[str, Any] | None = None, *,
+                      who: str) -> dict[str, Any]:
+        """Run a control action as the HTTP route does after its token check (see
+        :func:`bambulab.servers.gateway.control.run_control`)."""
+        from bambulab.servers.gateway.control import run_control
+
+        return await run_control(self, serial, action, body or {}, who=who)
 
     @property
     def control_enabled(self) -> bool:

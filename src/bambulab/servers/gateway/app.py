@@ -39,6 +39,11 @@ ROUTE_MODULES: list[str] = [
     "bambulab.servers.gateway.api",
     "bambulab.servers.gateway.sse",
     "bambulab.servers.gateway.control",
+    # Parts owned by other helpers; a module not merged yet is skipped.
+    "bambulab.servers.gateway.history",
+    "bambulab.servers.gateway.metrics",
+    "bambulab.servers.gateway.publish",
+    "bambulab.servers.gateway.camera",
     "bambulab.servers.gateway.dashboard",
 ]
 
@@ -98,7 +103,7 @@ def create_app(gateway: Gateway, modules: list[str] | None = None) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_Timing, gateway=gateway)],
+        middleware=[*(Middleware(cls, **kw) for cls, kw in gateway.middleware), Middleware(_Timing, gateway=gateway)],
         exception_handlers={404: not_found, 405: not_allowed},
     )
     app.state.gateway = gateway

@@ -29,13 +29,13 @@ from bambulab.exceptions import (
     SignatureRequiredError,
 )
 from bambulab.protocol import commands as cmd
-from bambulab.servers.gateway._http import bearer_token, error, json_response, member_or_404
+from bambulab.servers.gateway._http import bearer_token, error, json_response
 
 if TYPE_CHECKING:
     from bambulab.farm.fleet import Member
     from bambulab.servers.gateway import Gateway
 
-__all__ = ["ACTIONS", "routes"]
+__all__ = ["ACTIONS", "ControlError", "routes", "run_control"]
 
 log = logging.getLogger("bambulab.gateway.control")
 
@@ -93,35 +93,82 @@ async def _run(member: Member, action: str, body: dict[str, Any]) -> dict[str, A
     raise _BadRequest(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
 
 
-def _failure(exc: BaseException) -> Response:
+class ControlError(BambuError):
+    """A control call that did not happen or failed: HTTP ``status``, a stable ``code``, the
+    printer's own code when it sent one. ``str()`` is the human text (no secrets)."""
+
+    def __init__(self, status: int, code: str, message: str, printer_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.printer_code = printer_code
+
+
+def _failure(exc: BambuError) -> ControlError:
     if isinstance(exc, SignatureRequiredError):
-        return error(403, "signature_required", f"{exc} {SignatureRequiredError.ADVICE}".strip(), exc.code)
+        return ControlError(403, "signature_required", f"{exc} {SignatureRequiredError.ADVICE}".strip(), exc.code)
     if isinstance(exc, CommandFailedError):
         if exc.code == _BUSY or "busy" in (exc.reason or "").lower():
-            return error(409, "busy", str(exc), exc.code)
-        return error(502, "command_failed", str(exc), exc.code)
+            return ControlError(409, "busy", str(exc), exc.code)
+        return ControlError(502, "command_failed", str(exc), exc.code)
     if isinstance(exc, BambuTimeoutError):
-        return error(504, "timeout", str(exc))
+        return ControlError(504, "timeout", str(exc))
     if isinstance(exc, NotConnectedError):
-        return error(503, "not_connected", str(exc))
-    return error(502, "printer_error", str(exc))
+        return ControlError(503, "not_connected", str(exc))
+    return ControlError(502, "printer_error", str(exc))
+
+
+async def run_control(gateway: Gateway, serial: str, action: str, body: dict[str, Any], *, who: str) -> dict[str, Any]:
+    """Run one control action (what the HTTP route does once the caller is authenticated).
+
+    Checks that control is enabled, finds the printer, runs the command, logs it (``who``, action,
+    printer, result) and keeps it in ``gateway.control_log``. Raises :class:`ControlError`.
+    The MQTT publisher's Home Assistant buttons call this with ``who="mqtt:<gateway id>"``.
+    """
+    serial = serial.strip().upper()
+    if not gateway.control_enabled:
+        raise ControlError(403, "control_disabled",
+                           "control is disabled; set [gateway] control = true and configure [[tokens]]")
+    member = gateway.fleet.get(serial)
+    if member is None:
+        raise ControlError(404, "unknown_printer", f"no printer with serial {serial!r} in this gateway")
+    if action not in ACTIONS:
+        raise ControlError(404, "unknown_action", f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    started = time.monotonic()
+    result = "ok"
+    try:
+        reply = await _run(member, action, body)
+    except _BadRequest as exc:
+        result = "bad_request"
+        raise ControlError(400, "bad_request", str(exc)) from None
+    except ControlError as exc:
+        result = exc.code
+        raise
+    except BambuError as exc:
+        failure = _failure(exc)
+        result = failure.code
+        raise failure from None
+    finally:
+        entry = {"t": time.time(), "who": who, "action": action, "printer": serial, "result": result,
+                 "ms": round((time.monotonic() - started) * 1000, 1)}
+        gateway.control_log.append(entry)
+        log.warning("control: %s %s %s -> %s (%.0f ms)", who, action, serial, result, entry["ms"])
+    section: Any = next(iter(reply.values()), {}) if reply else {}
+    ack = section.get("result") if isinstance(section, dict) else None
+    return {"ok": True, "action": action, "serial": serial, "ack": ack}
 
 
 def routes(gateway: Gateway) -> list[BaseRoute]:
     async def control(request: Request) -> Response:
         action = request.path_params["action"]
-        serial = request.path_params["serial"].strip().upper()
+        serial = request.path_params["serial"]
         if not gateway.control_enabled:
             return error(403, "control_disabled",
                          "control is disabled; set [gateway] control = true and configure [[tokens]]")
         token = bearer_token(gateway, request)
         if token is None:
             return error(401, "unauthorized", "control needs a valid API token (Authorization: Bearer ...)")
-        found = member_or_404(gateway, serial)
-        if isinstance(found, Response):
-            return found
-        if action not in ACTIONS:
-            return error(404, "unknown_action", f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
         try:
             raw = await request.body()
             body = json.loads(raw) if raw.strip() else {}
@@ -129,23 +176,9 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             return error(400, "bad_request", "the body must be JSON")
         if not isinstance(body, dict):
             return error(400, "bad_request", "the body must be a JSON object")
-        started = time.monotonic()
-        response: Response
         try:
-            reply = await _run(found, action, body)
-            result = "ok"
-            response = json_response({"ok": True, "action": action, "serial": serial,
-                                      "result": reply.get(next(iter(reply), ""), {}) if reply else {}})
-        except _BadRequest as exc:
-            result = "bad_request"
-            response = error(400, "bad_request", str(exc))
-        except BambuError as exc:
-            response = _failure(exc)
-            result = json.loads(bytes(response.body))["error"]
-        entry = {"t": time.time(), "who": token.label, "action": action, "printer": serial, "result": result,
-                 "ms": round((time.monotonic() - started) * 1000, 1)}
-        gateway.control_log.append(entry)
-        log.warning("control: %s %s %s -> %s (%.0f ms)", token.label, action, serial, result, entry["ms"])
-        return response
+            return json_response(await run_control(gateway, serial, action, body, who=token.label))
+        except ControlError as exc:
+            return error(exc.status, exc.code, exc.message, exc.printer_code)
 
     return [Route("/api/v1/printers/{serial}/control/{action}", control, methods=["POST"])]

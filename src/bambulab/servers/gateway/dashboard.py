@@ -5,8 +5,8 @@ CSS under ``static/`` (shipped in the package, no CDN, works offline). Every pag
 gateway's JSON API and its event stream (``/api/v1/events``); nothing here holds state.
 
 Routes: ``/`` (for browsers: the gateway's ``/`` hands ``Accept: text/html`` requests to
-:func:`page`), ``/printers/{serial}``, ``/history``, ``/cameras``, ``/static/...``, and the
-camera hub's routes (:mod:`bambulab.servers.gateway.camera`).
+``gateway.html_index``), ``/printers/{serial}``, ``/history``, ``/cameras``, ``/static/...``. The
+camera hub (:mod:`bambulab.servers.gateway.camera`) registers its routes itself.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bambulab._version import __version__
-from bambulab.servers.gateway import camera
 
 __all__ = ["STATIC_DIR", "page", "routes"]
 
@@ -69,6 +68,8 @@ _DETAIL = """
       <h1><span id="d-name">{serial}</span> <span id="d-model" class="model"></span>
         <span id="d-pill" class="pill" role="status"></span></h1>
       <p id="d-sub" class="muted"></p>
+      <div class="progress"><div class="bar" id="d-bar" role="progressbar" aria-valuemin="0"
+        aria-valuemax="100"><i></i></div><span class="pct num" id="d-pct"></span></div>
     </div>
     <div class="live" id="d-live"><span>Camera</span></div>
     <div class="panel">
@@ -239,7 +240,7 @@ class _Static(StaticFiles):
 
 
 def routes(gateway: Any) -> list[BaseRoute]:
-    """The dashboard's pages, its static files and the camera hub's routes."""
+    """The dashboard's pages and its static files (the camera hub has its own ``routes()``)."""
 
     async def index(request: Request) -> Response:
         return page("farm")
@@ -263,5 +264,4 @@ def routes(gateway: Any) -> list[BaseRoute]:
         Route("/cameras", cameras, methods=["GET"]),
         Route("/dashboard", index, methods=["GET"]),
         Mount("/static", app=_Static(directory=STATIC_DIR), name="static"),
-        *camera.routes(gateway),
     ]
