@@ -150,7 +150,8 @@ class GatewayThread:
     """
 
     def __init__(self, count: int = 4, *, time_scale: float = 30.0, token: str | None = None,
-                 print_minutes: int = 240) -> None:
+                 print_minutes: int = 240, history: str | None = None) -> None:
+        self.history = history
         self.count = count
         self.time_scale = time_scale
         self.token = token
@@ -192,6 +193,8 @@ class GatewayThread:
         configs = await self.farm.start()
         tokens = [ApiToken("test", hash_token(self.token))] if self.token else []
         config = GatewayConfig(control=bool(self.token), tokens=tokens, printers=configs)
+        if self.history is not None:  # a SQLite history store, sampling telemetry every second
+            config.sections["history"] = {"path": self.history, "sample_interval": 1}
         self.gw = Gateway(config)
         app = create_app(self.gw)
         await self.gw.start()

@@ -29,8 +29,9 @@ ARGS = [
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[GatewayThread]:
-    with GatewayThread(count=4, time_scale=30.0, token=TOKEN) as gw:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
+    history = tmp_path_factory.mktemp("history") / "history.sqlite3"
+    with GatewayThread(count=4, time_scale=30.0, token=TOKEN, history=str(history)) as gw:
         yield gw
 
 
@@ -204,6 +205,9 @@ def test_detail_view_pause_with_token(gateway: GatewayThread, page: Page, shots:
         "() => { const i = document.querySelector('#d-live img'); return i && i.naturalWidth > 0; }",
         timeout=20_000,
     )
+    # From the history store: the running job and the temperature chart.
+    expect(page.locator("#jobs tbody .result")).to_have_text("running")
+    page.wait_for_selector("#chart path.nozzle", state="attached")
     # Control: hidden buttons until a token is given; then pause pauses the virtual printer.
     expect(page.locator("#d-controls")).to_be_visible()
     expect(page.locator("#control-buttons")).to_be_hidden()
@@ -235,4 +239,17 @@ def test_camera_wall_and_history_pages(gateway: GatewayThread, page: Page) -> No
     )
     page.goto(gateway.url + "/history")
     page.wait_for_selector("body[data-ready]")
-    expect(page.locator("#h-note")).to_be_visible()
+    # the prints in progress are jobs already (result "running"), across the farm
+    printing = sum(1 for s in gateway._summaries() if s["state"] in ("RUNNING", "PAUSE", "PREPARE"))
+    expect(page.locator("#h-jobs tbody tr")).to_have_count(printing)
+    expect(page.locator("#h-jobs tbody .result").first).to_have_text("running")
+    expect(page.locator("#h-stats tbody tr")).to_have_count(printing)
+    expect(page.locator("#h-stats tfoot")).to_contain_text("Farm")
+    href = page.get_attribute("#csv", "href")
+    assert href is not None and href.startswith("/api/v1/history/jobs.csv")
+    # filter by printer
+    serial = gateway.printing_serial()
+    page.select_option("#f-printer", serial)
+    page.click("#filters button[type=submit]")
+    expect(page.locator("#h-jobs tbody tr")).to_have_count(1)
+    assert serial in (page.get_attribute("#csv", "href") or "")

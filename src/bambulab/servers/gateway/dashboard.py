@@ -159,7 +159,7 @@ _HISTORY = """
     <h2>Per printer</h2>
     <div class="table-wrap"><table id="h-stats"><thead><tr><th>Printer</th><th class="num">Jobs</th>
       <th class="num">Succeeded</th><th class="num">Failed</th><th class="num">Success rate</th>
-      <th class="num">Print hours</th></tr></thead><tbody></tbody></table></div>
+      <th class="num">Print hours</th></tr></thead><tbody></tbody><tfoot></tfoot></table></div>
   </div>
 </div>
 """

@@ -63,16 +63,17 @@ async function loadStats() {
   params.delete("result");
   try {
     const data = await api(`/api/v1/history/stats?${params}`);
-    const stats = data.printers || data.stats || data;
-    const entries = Array.isArray(stats) ? stats.map((s) => [s.serial, s]) : Object.entries(stats);
-    const rows = entries.map(([serial, s]) => h("tr", {},
-      h("td", {}, h("a", { href: `/printers/${encodeURIComponent(serial)}`, text: s.printer || serial })),
+    const cells = (s) => [
       h("td", { class: "num", text: s.jobs ?? "–" }),
       h("td", { class: "num", text: s.succeeded ?? "–" }),
       h("td", { class: "num", text: s.failed ?? "–" }),
       h("td", { class: "num", text: s.success_rate === null || s.success_rate === undefined ? "–" : `${Math.round(s.success_rate * 100)}%` }),
-      h("td", { class: "num", text: s.print_hours === null || s.print_hours === undefined ? "–" : s.print_hours.toFixed(1) })));
+      h("td", { class: "num", text: s.print_hours === null || s.print_hours === undefined ? "–" : s.print_hours.toFixed(1) }),
+    ];
+    const rows = Object.entries(data.printers || {}).map(([serial, s]) => h("tr", {},
+      h("td", {}, h("a", { href: `/printers/${encodeURIComponent(serial)}`, text: s.printer || serial })), ...cells(s)));
     $("#h-stats tbody").replaceChildren(...rows);
+    $("#h-stats tfoot").replaceChildren(...(data.farm ? [h("tr", {}, h("th", { text: "Farm" }), ...cells(data.farm))] : []));
   } catch {
     $("#h-stats tbody").replaceChildren();
   }
