@@ -404,10 +404,12 @@ async def screenshots(folder: Path) -> list[Path]:
     running = [vp for vp in vps if vp.engine.dyn.job.gcode_state == "RUNNING"]
     await running[1].filament_runout()
     await running[3].inject_hms(0x0300_0100, 0x0001_0007)
-    running[5].engine.advance(4 * 3600)  # finished
     for vp in vps:
         await vp.push_now()
-    gw = Gateway(GatewayConfig(printers=configs))
+    config = GatewayConfig(printers=configs)
+    history = tempfile.TemporaryDirectory(prefix="bambu-shots-history-")
+    config.sections["history"] = {"path": str(Path(history.name) / "history.sqlite3"), "sample_interval": 1}
+    gw = Gateway(config)
     app = create_app(gw)
     await gw.start()
     server = await start_server(gw, "127.0.0.1", 0, app=app)
@@ -416,6 +418,12 @@ async def screenshots(folder: Path) -> list[Path]:
         async with asyncio.timeout(30):
             while not all(m.summary()["state"] for m in gw.fleet.members.values()):  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
+        await asyncio.sleep(3)  # a few telemetry samples; the history sees the prints running
+        running[5].engine.advance(4 * 3600)  # this one finishes (a job in the history)
+        await running[5].push_now()
+        running[4].engine.handle_local("print", {"command": "stop", "sequence_id": "0"})  # cancelled
+        await running[4].push_now()
+        await asyncio.sleep(2)
         await [vp for vp in vps if vp.engine.dyn.job.gcode_state == "IDLE"][-1].go_offline()
         detail = running[0].serial
         async with async_playwright() as pw:
@@ -429,6 +437,7 @@ async def screenshots(folder: Path) -> list[Path]:
                         ("wall.png", "/?wall=1", 1920, 1080, "dark"),
                         ("detail.png", f"/printers/{detail}", 1440, 1000, "light"),
                         ("cameras.png", "/cameras", 1440, 900, "dark"),
+                        ("history.png", "/history", 1440, 900, "light"),
                     ]
                     for name, path, width, height, scheme in shots:
                         page = await context.new_page()
@@ -452,6 +461,7 @@ async def screenshots(folder: Path) -> list[Path]:
         await server.stop(timeout=1.0)
         await gw.stop(timeout=3.0)
         await farm.stop()
+        history.cleanup()
     return out
 
 

@@ -149,7 +149,7 @@ _HISTORY = """
       <a class="btn" id="csv" href="/api/v1/history/jobs.csv" download>Download CSV</a>
     </form>
     <div class="table-wrap"><table id="h-jobs"><thead><tr><th>Started</th><th>Printer</th><th>File</th>
-      <th>Result</th><th class="num">Duration</th><th class="num">Filament</th></tr></thead>
+      <th>Result</th><th class="num">Duration</th><th>Filament</th></tr></thead>
       <tbody></tbody></table></div>
     <div class="pager"><span id="h-total" class="muted num"></span>
       <button type="button" id="prev">Previous</button><button type="button" id="next">Next</button></div>

@@ -17,12 +17,18 @@ function filters() {
   return params;
 }
 
-function grams(filament) {
-  if (!filament) return "–";
-  let g = 0;
-  for (const v of Object.values(filament)) if (v && typeof v.grams === "number") g += v.grams;
-  else if (v && typeof v.used_g === "number") g += v.used_g;
-  return g ? `${g.toFixed(1)} g` : "–";
+/** The trays a job used: a swatch, the material and how much of the spool went (percent). */
+function filamentCell(filament) {
+  const td = h("td", { class: "filament" });
+  const trays = Object.values(filament || {});
+  if (!trays.length) td.textContent = "–";
+  for (const t of trays) {
+    const sw = h("span", { class: "swatch sm" });
+    if (t.color) sw.style.setProperty("--sw", t.color.slice(0, 7));
+    const used = t.used_percent !== null && t.used_percent !== undefined ? ` ${t.used_percent}%` : "";
+    td.append(h("span", { class: "fil", title: "material, and the share of the spool used" }, sw, `${t.material || "?"}${used}`));
+  }
+  return td;
 }
 
 function note(text, err = false) {
@@ -46,7 +52,7 @@ async function loadJobs() {
       h("td", { text: j.file || "–" }),
       h("td", {}, h("span", { class: "result", "data-r": j.result || "", text: j.result || "–" })),
       h("td", { class: "num", text: j.duration_seconds !== null && j.duration_seconds !== undefined ? fmtDuration(j.duration_seconds / 60) : "–" }),
-      h("td", { class: "num", text: grams(j.filament) })));
+      filamentCell(j.filament)));
     $("#h-jobs tbody").replaceChildren(...rows);
     setText($("#h-total"), total ? `${offset + 1}–${offset + rows.length} of ${total}` : "No jobs");
     $("#prev").disabled = offset === 0;
