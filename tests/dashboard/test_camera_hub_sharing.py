@@ -19,6 +19,7 @@ from PIL import Image
 from starlette.applications import Starlette
 
 from bambulab.camera import Camera
+from bambulab.exceptions import BambuConnectionError
 from bambulab.servers.gateway.camera import CameraHub, routes_for
 from bambulab.sim import Simulator
 from bambulab.transports.tls import printer_ssl_context
@@ -239,3 +240,22 @@ async def test_rtsp_printer_is_decoded_and_served_as_jpeg() -> None:
             await hub.stop()
             await camera.close()
         await asyncio.sleep(0.05)
+
+
+async def test_streams_end_when_the_gateway_stops(rig: dict[str, Any]) -> None:
+    """MJPEG viewers are long-lived: the hub ends them when the gateway's stopping event fires."""
+    stopping = asyncio.Event()
+    hub = CameraHub(rig["hub"].lookup, stopping=stopping, linger=LINGER, frame_timeout=8.0)
+    await hub.start()
+    frames = hub.frames(rig["serial"])
+    assert (await anext(frames)).startswith(b"\xff\xd8")
+    stopping.set()
+    async with asyncio.timeout(2):  # at once, not after the 8 s frame timeout
+        with contextlib.suppress(BambuConnectionError):
+            while True:
+                await anext(frames)
+    assert not hub.is_open(rig["serial"])
+    with pytest.raises(BambuConnectionError, match="stopped"):
+        await hub.snapshot(rig["serial"])
+    await frames.aclose()
+    await hub.stop()

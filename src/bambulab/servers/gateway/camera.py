@@ -92,6 +92,7 @@ class _Upstream:
         self.frame_at = 0.0
         self.seq = 0
         self.error: BambuError | None = None
+        self.closed = False
         self.stats = hub.stats_for(serial)
         self._tick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -127,11 +128,17 @@ class _Upstream:
             self.cancel()
 
     def cancel(self) -> None:
+        """Stop reading the camera and end every viewer's stream (they get ``error``)."""
+        self.closed = True
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
         if self._task is not None:
             self._task.cancel()
+        self.frame = None
+        self.error = BambuConnectionError("the camera hub is closing")
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
 
     async def wait_closed(self) -> None:
         task = self._task
@@ -159,7 +166,7 @@ class _Upstream:
             while True:
                 if self.frame is not None and self.seq > after:
                     return self.seq, self.frame
-                if self.error is not None and self.frame is None:
+                if self.error is not None and (self.frame is None or self.closed):
                     raise self.error
                 await self._tick.wait()
 
@@ -205,6 +212,7 @@ class CameraHub:
         self,
         lookup: CameraLookup,
         *,
+        stopping: asyncio.Event | None = None,
         linger: float = 5.0,
         max_viewers: int = 32,
         rtsp_fps: float = 2.0,
@@ -213,6 +221,7 @@ class CameraHub:
         frame_timeout: float = _FIRST_FRAME_TIMEOUT,
     ) -> None:
         self.lookup = lookup
+        self.stopping = stopping
         self.linger = linger
         self.max_viewers = max_viewers
         self.rtsp_fps = rtsp_fps
@@ -223,18 +232,36 @@ class CameraHub:
         self._stats: dict[str, CameraStats] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._watcher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ service
 
     async def start(self) -> None:
         self._stopped = False
+        if self.stopping is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_stopping())
 
-    async def stop(self) -> None:
+    async def _watch_stopping(self) -> None:
+        """MJPEG streams live as long as their viewers: end them as soon as the gateway stops."""
+        assert self.stopping is not None
+        await self.stopping.wait()
+        self._close_all()
+
+    def _close_all(self) -> None:
         self._stopped = True
         upstreams, self._upstreams = list(self._upstreams.values()), {}
         for upstream in upstreams:
             upstream.cancel()
-        await asyncio.gather(*(u.wait_closed() for u in upstreams), *self._closing, return_exceptions=True)
+            task = asyncio.get_running_loop().create_task(upstream.wait_closed())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def stop(self) -> None:
+        self._close_all()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+        await asyncio.gather(*self._closing, *([watcher] if watcher else []), return_exceptions=True)
 
     # ------------------------------------------------------------------ introspection
 
@@ -441,7 +468,7 @@ def fleet_lookup(fleet: Any) -> CameraLookup:
 
 def routes(gateway: Any) -> list[BaseRoute]:
     """Build the gateway's camera hub, register it as a service, and return its routes."""
-    hub = CameraHub(fleet_lookup(gateway.fleet))
+    hub = CameraHub(fleet_lookup(gateway.fleet), stopping=getattr(gateway, "stopping", None))
     gateway.add_service(hub)
     gateway.camera_hub = hub
     return routes_for(hub)
