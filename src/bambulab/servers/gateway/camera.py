@@ -47,7 +47,7 @@ from bambulab.exceptions import (
 )
 from bambulab.protocol.models import CameraKind
 
-__all__ = ["CameraHub", "CameraStats", "UnknownCameraError", "routes"]
+__all__ = ["CameraHub", "CameraStats", "UnknownCameraError", "openapi_paths", "routes", "routes_for"]
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +451,31 @@ def routes_for(hub: CameraHub) -> list[BaseRoute]:
         Route("/api/v1/printers/{serial}/camera/snapshot.jpg", snapshot, methods=["GET"]),
         Route("/api/v1/printers/{serial}/camera/stream.mjpeg", stream, methods=["GET"]),
     ]
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The camera routes for the gateway's OpenAPI description."""
+    serial = {"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}
+    errors = {
+        "404": {"description": "No such printer"},
+        "501": {"description": "No camera reachable on the LAN (cloud printer, no PyAV, liveview off)"},
+        "502": {"description": "The printer refused the camera login"},
+        "503": {"description": "The camera is unavailable"},
+        "504": {"description": "No frame in time"},
+    }
+    mjpeg = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+    fallback = {"name": "fallback", "in": "query", "schema": {"type": "string"},
+                "description": "any value: a 'camera unavailable' JPEG instead of an error (X-Camera-Error header)"}
+    return {
+        "/api/v1/printers/{serial}/camera/snapshot.jpg": {"get": {
+            "tags": ["camera"], "summary": "The latest camera frame (JPEG), from the shared connection",
+            "parameters": [serial, fallback],
+            "responses": {"200": {"description": "OK", "content": {"image/jpeg": {}}}, **errors}}},
+        "/api/v1/printers/{serial}/camera/stream.mjpeg": {"get": {
+            "tags": ["camera"], "summary": "Live MJPEG; every viewer shares one camera connection",
+            "parameters": [serial],
+            "responses": {"200": {"description": "OK", "content": {mjpeg: {}}}, **errors}}},
+    }
 
 
 def fleet_lookup(fleet: Any) -> CameraLookup:

@@ -180,7 +180,7 @@ async function loadTelemetry() {
     drawChart(data.samples || []);
   } catch (err) {
     $("#chart-note").hidden = false;
-    setText($("#chart-note"), err instanceof ApiError && err.status === 404 ? "Temperature history needs the gateway's history store." : `Could not load temperatures: ${err.message}`);
+    setText($("#chart-note"), err instanceof ApiError && (err.status === 404 || err.status === 503) ? "Temperature history needs the gateway's history store." : `Could not load temperatures: ${err.message}`);
   }
 }
 
@@ -204,7 +204,7 @@ async function loadJobs() {
     setText($("#jobs-note"), "No jobs recorded yet.");
   } catch (err) {
     $("#jobs-note").hidden = false;
-    setText($("#jobs-note"), err instanceof ApiError && err.status === 404 ? "Job history needs the gateway's history store." : `Could not load jobs: ${err.message}`);
+    setText($("#jobs-note"), err instanceof ApiError && (err.status === 404 || err.status === 503) ? "Job history needs the gateway's history store." : `Could not load jobs: ${err.message}`);
   }
 }
 
@@ -223,7 +223,7 @@ async function loadHmsHistory() {
     setText($("#hms-note"), "No alerts recorded.");
   } catch (err) {
     $("#hms-note").hidden = false;
-    setText($("#hms-note"), err instanceof ApiError && err.status === 404 ? "Alert history needs the gateway's history store." : `Could not load alerts: ${err.message}`);
+    setText($("#hms-note"), err instanceof ApiError && (err.status === 404 || err.status === 503) ? "Alert history needs the gateway's history store." : `Could not load alerts: ${err.message}`);
   }
 }
 

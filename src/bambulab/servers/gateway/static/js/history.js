@@ -59,7 +59,7 @@ async function loadJobs() {
     $("#next").disabled = offset + PAGE >= total;
     note(rows.length ? "" : "No job matches these filters yet.");
   } catch (err) {
-    note(err instanceof ApiError && err.status === 404 ? "History is not enabled on this gateway ([history] in its configuration)." : `Could not load the history: ${err.message}`, true);
+    note(err instanceof ApiError && (err.status === 404 || err.status === 503) ? "History is not enabled on this gateway ([history] in its configuration)." : `Could not load the history: ${err.message}`, true);
   }
 }
 
