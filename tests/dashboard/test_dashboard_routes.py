@@ -48,8 +48,8 @@ async def test_unknown_printer_page_is_a_404_page(served: Served) -> None:
     status, headers, body = await get(served.port, "/printers/NOPE123")
     assert status == 404 and headers["content-type"].startswith("text/html")
     assert b'data-serial="NOPE123"' in body
-    status, _, _ = await get(served.port, "/printers/%3Cscript%3E")
-    assert status == 404
+    status, _, body = await get(served.port, "/printers/%3Cscript%3E")
+    assert status == 404 and b"<SCRIPT>" not in body and b"&lt;SCRIPT&gt;" in body
 
 
 async def test_every_asset_is_served_with_its_type(served: Served) -> None:
