@@ -156,13 +156,13 @@ def feed_app(printers: int, rate: float, seed: int = 1) -> tuple[Any, dict[str, 
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    from bambulab.servers.gateway import dashboard
+    from bambulab.servers.gateway import camera, dashboard
 
     rng = random.Random(seed)
     summaries = [_summary(i, rng) for i in range(printers)]
     sent = {"events": 0}
     gw = _FakeGateway([s["serial"] for s in summaries])
-    routes = dashboard.routes(gw)
+    routes = [*camera.routes(gw), *dashboard.routes(gw)]  # thumbnails: the "unavailable" picture
 
     async def index(request: Request) -> Response:
         response: Response = await gw.html_index(request)
@@ -243,14 +243,15 @@ async def bench_page(printers: int, rate: float, seconds: float) -> dict[str, An
                 errors: list[str] = []
                 page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
                 page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
                 await page.add_init_script(_PROBE)
                 cdp = await context.new_cdp_session(page)
                 await cdp.send("Performance.enable")
                 await page.goto(url + "/")
-                await page.wait_for_function(f"document.querySelectorAll('article.card').length === {printers}",
+                await page.wait_for_function(f"() => document.querySelectorAll('article.card').length === {printers}",
                                              timeout=60_000)
                 first_render = await page.evaluate(
-                    "performance.getEntriesByName('bambu:first-render')[0]?.startTime ?? null")
+                    "() => performance.getEntriesByName('bambu:first-render')[0]?.startTime ?? null")
                 await page.wait_for_timeout(1000)
                 start = _metrics(await cdp.send("Performance.getMetrics"))
                 await page.evaluate("""() => { const p = window.__probe; Object.assign(p, {frames: 0, dropped: 0,
@@ -351,6 +352,7 @@ async def bench_camera(viewers: int, seconds: float) -> dict[str, Any]:
             async with serve(app) as url:
                 stream = f"{url}/api/v1/printers/{info['serial']}/camera/stream.mjpeg"
                 for n in (1, viewers):
+                    opened = hub.stats_for(info["serial"]).connections_opened
                     child = await asyncio.create_subprocess_exec(
                         sys.executable, str(here), "--_viewers", stream, str(n), str(seconds),
                         stdout=asyncio.subprocess.PIPE,
@@ -362,7 +364,8 @@ async def bench_camera(viewers: int, seconds: float) -> dict[str, Any]:
                     read = json.loads(out)
                     results[f"cpu_pct_{n}_viewers"] = round(100 * (cpu1 - cpu0) / (t1 - t0), 2)
                     results[f"frames_read_{n}_viewers"] = read["frames"]
-                    results[f"upstream_connections_after_{n}"] = hub.stats_for(info["serial"]).connections_opened
+                    now_opened = hub.stats_for(info["serial"]).connections_opened
+                    results[f"upstream_connections_{n}_viewers"] = now_opened - opened
                     await asyncio.sleep(2.5)  # linger passes: the upstream closes
                 added = results[f"cpu_pct_{viewers}_viewers"] - results["cpu_pct_1_viewers"]
                 results["cpu_pct_per_added_viewer"] = round(added / max(1, viewers - 1), 3)
