@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -389,7 +390,7 @@ async def bench_camera(viewers: int, seconds: float) -> dict[str, Any]:
 async def screenshots(folder: Path) -> list[Path]:
     from playwright.async_api import async_playwright
 
-    from bambulab.farm.config import GatewayConfig
+    from bambulab.farm.config import ApiToken, GatewayConfig, hash_token
     from bambulab.farm.demo import DemoFarm
     from bambulab.servers.gateway import Gateway
     from bambulab.servers.gateway.app import create_app, start_server
@@ -409,7 +410,9 @@ async def screenshots(folder: Path) -> list[Path]:
     await running[3].inject_hms(0x0300_0100, 0x0001_0007)
     for vp in vps:
         await vp.push_now()
-    config = GatewayConfig(printers=configs)
+    # Control on (with a throwaway token), so the printer page shows its control panel.
+    token = ApiToken("screenshots", hash_token(secrets.token_urlsafe(24)))
+    config = GatewayConfig(printers=configs, control=True, tokens=[token])
     history = tempfile.TemporaryDirectory(prefix="bambu-shots-history-")
     config.sections["history"] = {"path": str(Path(history.name) / "history.sqlite3"), "sample_interval": 1}
     gw = Gateway(config)
@@ -428,7 +431,7 @@ async def screenshots(folder: Path) -> list[Path]:
         await running[4].push_now()
         await asyncio.sleep(2)
         await [vp for vp in vps if vp.engine.dyn.job.gcode_state == "IDLE"][-1].go_offline()
-        detail = running[0].serial
+        detail = running[1].serial  # the paused one, with its HMS alert
         async with async_playwright() as pw:
             with tempfile.TemporaryDirectory(prefix="bambu-shots-") as profile:
                 context = await launch(pw, profile)
