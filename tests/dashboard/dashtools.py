@@ -271,6 +271,14 @@ class GatewayThread:
     def clear_hms(self, serial: str) -> None:
         self.call(self.farm.sim.printer(serial).clear_hms())
 
+    def end_event_streams(self) -> None:
+        """Close every SSE stream from the server's side (as a gateway restart does)."""
+
+        async def end() -> None:
+            self.gw.fleet.end_subscriptions()
+
+        self.call(end())
+
     def go_offline(self, serial: str) -> None:
         self.call(self.farm.sim.printer(serial).go_offline())
 

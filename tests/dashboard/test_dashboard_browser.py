@@ -135,6 +135,25 @@ def test_overview_loads_and_progress_moves_without_reload(gateway: GatewayThread
     page.set_viewport_size({"width": 1440, "height": 900})
 
 
+def test_the_page_reconnects_by_itself(gateway: GatewayThread, page: Page) -> None:
+    page.goto(gateway.url + "/")
+    page.wait_for_selector("body[data-ready]")
+    expect(page.locator("#conn")).to_have_text("Live")
+    assert page.evaluate("window.bambuDashboard.store.snapshots") == 1
+    gateway.end_event_streams()
+    # EventSource comes back by itself (the gateway asks for a 2 s retry) and gets a new snapshot.
+    page.wait_for_function("() => window.bambuDashboard.store.snapshots === 2", timeout=15_000)
+    expect(page.locator("#conn")).to_have_text("Live")
+    printing = gateway.printing_serial()
+    first = progress_of(page, printing)
+    page.wait_for_function(
+        f"""() => parseInt(document.querySelector('article.card[data-serial="{printing}"] .pct').textContent)
+            > {first}""",
+        timeout=20_000,
+    )
+    assert page.evaluate("window.bambuDashboard.store.snapshots") == 2
+
+
 def test_search_filter_and_dark_mode(gateway: GatewayThread, page: Page, shots: Path) -> None:
     page.emulate_media(color_scheme="dark")
     page.goto(gateway.url + "/")

@@ -197,6 +197,7 @@ export class FleetStore {
     this.receivedAt = performance.now();
     this.deltas = 0;
     this.flushes = 0;
+    this.snapshots = 0;
   }
 
   onChange(fn) { this.listeners.add(fn); }
@@ -229,6 +230,7 @@ export class FleetStore {
     }
     const now = performance.now();
     if (m.snapshot) {
+      this.snapshots += 1;
       this.printers = new Map(m.snapshot.map((p) => [p.serial, p]));
       this.receivedAt = now;
       this.full = true;
