@@ -41,7 +41,7 @@ async def cloud_env() -> AsyncIterator[tuple[Simulator, FakeCloud, Any, list[Any
 
 
 async def test_every_printer_of_an_account_over_one_connection(cloud_env: Any) -> None:
-    sim, cloud, alice, printers, token = cloud_env
+    _sim, cloud, alice, printers, token = cloud_env
     ctx = ssl.create_default_context(cadata=cloud.ca_pem.decode())
     account = CloudConfig(name="alice", token=token, devices=None, host="127.0.0.1", port=cloud.mqtt_port,
                           api_url=cloud.api_url, server_hostname=BROKER_NAME, watchdog=2.0,

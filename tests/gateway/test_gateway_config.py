@@ -146,3 +146,30 @@ def test_cli_needs_a_config_or_demo_and_makes_tokens() -> None:
     assert f'sha256 = "{hash_token(token)}"' in made.output
     hashed = CliRunner().invoke(cli, ["gateway", "--hash-token"], input="my-token\n")
     assert hashed.exit_code == 0 and hash_token("my-token") in hashed.output and "my-token" not in hashed.output
+
+
+def test_pre_encoded_summaries_equal_the_plain_json() -> None:
+    import json
+    import random
+
+    from bambulab.farm.summary import SummaryCache, build_summary, render_summary, summary_fragments
+    from bambulab.protocol.models import model_by_code
+    from bambulab.protocol.state import merge
+    from bambulab.protocol.views import PrinterStatus
+    from bambulab.sim import payloads
+
+    for code in ("P1S", "X1C", "H2D", "A1"):
+        model = model_by_code(code)
+        report = payloads.build_report(model, payloads.default_dynamic(model, rng=random.Random(2)), serial="S")
+        state = merge({}, {"print": {**report, "command": "push_status", "msg": 0}})
+        cache = SummaryCache()
+        for step in range(3):
+            state = merge(state, {"print": {"nozzle_temper": 100.5 + step, "mc_percent": step, "hms": [
+                {"attr": 0x03000100, "code": 0x00010001}] if step == 2 else []}})
+            status = PrinterStatus(state, model)
+            summary = cache.build(status, serial="S", name="n\u00e9", source="lan", model=model)
+            assert summary == build_summary(status, serial="S", name="n\u00e9", source="lan", model=model)
+            live = {**summary, "online": True, "last_seen": "2026-01-01T00:00:00Z", "age_seconds": 0.3}
+            encoded = render_summary(summary_fragments(summary), True, 1767225600.0, 0.3)
+            assert json.loads(encoded) == live
+            assert list(json.loads(encoded)) == list(live)

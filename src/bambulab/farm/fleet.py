@@ -45,7 +45,7 @@ from bambulab.events import (
 )
 from bambulab.exceptions import BambuError
 from bambulab.farm.config import CloudConfig, PrinterConfig
-from bambulab.farm.summary import build_summary, diff_summary, hms_json, iso_time
+from bambulab.farm.summary import SummaryCache, diff_summary, hms_json, iso_time, render_summary, summary_fragments
 from bambulab.printer import BasePrinter, Printer
 
 __all__ = ["EventKind", "Fleet", "FleetEvent", "FleetSubscription", "Member"]
@@ -190,6 +190,9 @@ class Member:
         self.added_at = time.time()
         self._owns_connection = owns_connection
         self._summary: dict[str, Any] | None = None
+        self._cache = SummaryCache()
+        self._fragments: tuple[object, tuple[bytes, bytes]] | None = None
+        self.flushed_at = 0.0  # loop-independent monotonic time of the last flush
         self._messages_seen = 0
         self._remaining: int | None = None
         self._finish_at: float | None = None
@@ -230,6 +233,21 @@ class Member:
         out["age_seconds"] = round(now - self.last_seen, 1) if self.last_seen is not None else None
         return out
 
+    def summary_json(self, now: float | None = None) -> bytes:
+        """:meth:`summary` as JSON bytes, encoded once per state change (see
+        :func:`bambulab.farm.summary.summary_fragments`)."""
+        if self._summary is None:
+            self._build(time.time())
+        summary = self._summary
+        assert summary is not None
+        cached = self._fragments
+        if cached is None or cached[0] is not summary:
+            cached = (summary, summary_fragments(summary))
+            self._fragments = cached
+        now = time.time() if now is None else now
+        age = round(now - self.last_seen, 1) if self.last_seen is not None else None
+        return render_summary(cached[1], self.fresh, self.last_seen, age)
+
     # ------------------------------------------------------------------ internals
 
     def _build(self, now: float) -> dict[str, Any]:
@@ -241,9 +259,9 @@ class Member:
             self._finish_at = round((now + minutes * 60) / 60) * 60 if minutes is not None and minutes > 0 else None
         if not status.job.is_active:
             self._finish_at = None
-        summary = build_summary(
+        summary = self._cache.build(
             status, serial=self.serial, name=self.name, source=self.source,
-            model=self.printer.model, finish_at=self._finish_at,
+            model=self.printer.model, finish_at=self._finish_at, info=self.printer.state.get("info"),
         )
         if summary["model"] is None and self.config.model:
             summary["model"] = self.config.model
@@ -304,7 +322,8 @@ class Member:
         initial, maximum = self.fleet.backoff
         while True:
             try:
-                await self.printer.connect()
+                async with self.fleet._connect_gate:  # a farm does not open 1,000 TLS sessions at once
+                    await self.printer.connect()
                 self.error = None
                 return
             except BambuError as exc:
@@ -390,6 +409,8 @@ class Fleet:
         *,
         coalesce: float = 0.1,
         stale_after: float = 90.0,
+        flush_budget: float = 0.2,
+        connect_concurrency: int = 64,
         backoff: tuple[float, float] = (1.0, 60.0),
         printer_factory: Callable[[PrinterConfig], BasePrinter] | None = None,
     ) -> None:
@@ -397,6 +418,12 @@ class Fleet:
             raise ValueError("coalesce must be positive")
         self.coalesce = coalesce
         self.stale_after = stale_after
+        #: The share of one core summaries may take; past it, each printer's deltas are spaced out.
+        self.flush_budget = flush_budget
+        #: Seconds between two deltas of one printer (``coalesce``, more for a big, busy farm).
+        self.spacing = coalesce
+        self._flush_cost = 50e-6  # seconds per summary, measured (moving average)
+        self._connect_gate = asyncio.Semaphore(connect_concurrency)
         self.backoff = backoff
         self._factory = printer_factory or _lan_printer
         self._members: dict[str, Member] = {}
@@ -587,15 +614,29 @@ class Fleet:
             except Exception:
                 log.exception("printer %s: check failed", member.serial)
         dirty, self._dirty = self._dirty, set()
+        flushed = 0
+        flush_started = time.perf_counter()
         for member in dirty:
             if self._members.get(member.serial) is not member:
                 continue
+            if flush_started - member.flushed_at < self.spacing:
+                self._dirty.add(member)  # flushed recently: this printer's next delta waits a little
+                continue
+            member.flushed_at = flush_started
             try:
                 member._flush(now)
             except Exception:
                 log.exception("printer %s: summary failed", member.serial)
-        self.flushes += len(dirty)
-        self.flush_seconds += time.perf_counter() - started
+            flushed += 1
+        ended = time.perf_counter()
+        if flushed:
+            cost = (ended - flush_started) / flushed
+            self._flush_cost += (cost - self._flush_cost) * min(1.0, flushed / 100)
+            # Every printer flushing once per `spacing` must fit the budget (a 1,000-printer farm at
+            # ~60 us a summary gets a delta per printer every ~0.3 s; 200 printers every `coalesce`).
+            self.spacing = max(self.coalesce, len(self._members) * self._flush_cost / self.flush_budget)
+        self.flushes += flushed
+        self.flush_seconds += ended - started
 
 
 def _lan_printer(cfg: PrinterConfig) -> BasePrinter:

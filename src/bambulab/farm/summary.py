@@ -10,6 +10,7 @@ Unknown values are ``None``, never made-up zeros.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -21,10 +22,13 @@ from bambulab.protocol.views import PrinterStatus, Tray
 __all__ = [
     "LIVE_KEYS",
     "SUMMARY_KEYS",
+    "SummaryCache",
     "build_summary",
     "diff_summary",
     "hms_json",
     "iso_time",
+    "render_summary",
+    "summary_fragments",
     "tray_json",
 ]
 
@@ -77,6 +81,74 @@ def _camera(model: PrinterModel | None) -> str | None:
     return model.camera.value
 
 
+_JOB_KEYS: Final = ("gcode_state", "stg_cur", "mc_percent", "percent", "layer_num", "total_layer_num", "3D",
+                    "mc_remaining_time", "remain_time", "gcode_file", "file", "subtask_name", "param", "spd_lvl")
+_TEMP_KEYS: Final = ("nozzle_temper", "nozzle_target_temper", "bed_temper", "bed_target_temper", "chamber_temper",
+                     "ctt", "device", "nozzle_diameter", "nozzle_type")
+_FAN_KEYS: Final = ("cooling_fan_speed", "big_fan1_speed", "big_fan2_speed")
+_AMS_KEYS: Final = ("ams", "vt_tray", "vir_slot")
+
+
+def _job_part(status: PrinterStatus) -> dict[str, Any]:
+    job = status.job
+    remaining = job.remaining
+    return {
+        "state": job.state.value if job.state_raw is not None else None,
+        "stage": job.stage_id,
+        "stage_name": job.stage.capitalize() if job.stage else None,
+        "progress": job.progress,
+        "remaining_minutes": int(remaining.total_seconds() // 60) if remaining is not None else None,
+        "layer": job.layer,
+        "total_layers": job.total_layers,
+        "file": job.name or job.file,
+        "plate": _plate(status.raw),
+        "speed_level": status.speed.level,
+    }
+
+
+def _temperatures(status: PrinterStatus) -> dict[str, Any]:
+    temps = status.temperatures
+    return {
+        "nozzle": temps.nozzle,
+        "nozzle_target": temps.nozzle_target,
+        "bed": temps.bed,
+        "bed_target": temps.bed_target,
+        "chamber": temps.chamber,
+        "chamber_target": temps.chamber_target,
+    }
+
+
+def _fans(status: PrinterStatus) -> dict[str, Any]:
+    fans = status.fans
+    return {"part": fans.part_cooling, "aux": fans.aux, "chamber": fans.chamber}
+
+
+def _ams(status: PrinterStatus) -> dict[str, Any]:
+    spools = status.external_spools
+    external = None
+    if spools:
+        spool = spools[0]
+        external = {"material": None if spool.is_empty else spool.material,
+                    "color": None if spool.is_empty else spool.color}
+    return {
+        "units": [
+            {
+                "id": unit.id,
+                "humidity": unit.humidity_level,
+                "temperature": unit.temperature,
+                "trays": [tray_json(t) for t in unit.trays],
+            }
+            for unit in status.ams.units
+        ],
+        "external": external,
+    }
+
+
+def _print_error(status: PrinterStatus) -> dict[str, Any] | None:
+    error = status.print_error
+    return {"code": error.display, "text": error.text} if error is not None and error.value != 0 else None
+
+
 def build_summary(
     status: PrinterStatus,
     *,
@@ -89,66 +161,110 @@ def build_summary(
     """The summary of one printer, without the live keys (``online``, ``last_seen``, ``age_seconds``
     are ``None`` here). ``finish_at`` is the expected end (``time.time()`` seconds) the caller
     derived from ``remaining_minutes`` and its clock."""
-    model = model or status.model
-    job = status.job
-    temps = status.temperatures
-    fans = status.fans
-    ams = status.ams
-    spools = status.external_spools
-    external = None
-    if spools:
-        spool = spools[0]
-        external = {"material": None if spool.is_empty else spool.material,
-                    "color": None if spool.is_empty else spool.color}
-    error = status.print_error
-    remaining = job.remaining
-    return {
-        "serial": serial,
-        "name": name,
-        "model": model.name if model is not None else None,
-        "source": source,
-        "online": None,
-        "last_seen": None,
-        "age_seconds": None,
-        "state": job.state.value if job.state_raw is not None else None,
-        "stage": job.stage_id,
-        "stage_name": job.stage.capitalize() if job.stage else None,
-        "progress": job.progress,
-        "remaining_minutes": int(remaining.total_seconds() // 60) if remaining is not None else None,
-        "finish_at": iso_time(finish_at),
-        "layer": job.layer,
-        "total_layers": job.total_layers,
-        "file": job.name or job.file,
-        "plate": _plate(status.raw),
-        "speed_level": status.speed.level,
-        "temperatures": {
-            "nozzle": temps.nozzle,
-            "nozzle_target": temps.nozzle_target,
-            "bed": temps.bed,
-            "bed_target": temps.bed_target,
-            "chamber": temps.chamber,
-            "chamber_target": temps.chamber_target,
-        },
-        "fans": {"part": fans.part_cooling, "aux": fans.aux, "chamber": fans.chamber},
-        "ams": {
-            "units": [
-                {
-                    "id": unit.id,
-                    "humidity": unit.humidity_level,
-                    "temperature": unit.temperature,
-                    "trays": [tray_json(t) for t in unit.trays],
-                }
-                for unit in ams.units
-            ],
-            "external": external,
-        },
-        "hms": [hms_json(m) for m in status.hms],
-        "print_error": (
-            {"code": error.display, "text": error.text} if error is not None and error.value != 0 else None
-        ),
-        "firmware": status.firmware,
-        "camera": _camera(model),
-    }
+    return SummaryCache().build(status, serial=serial, name=name, source=source, model=model, finish_at=finish_at)
+
+
+class SummaryCache:
+    """Builds one printer's summaries, re-decoding only the sections whose wire fields changed.
+
+    A farm printer sends a report or more per second, and most of them move a temperature or the
+    progress and nothing else. Each section of the summary depends on a known set of raw
+    ``print`` fields; when those are equal to last time (``merge`` keeps unchanged sub-objects,
+    so the comparison is mostly identity), the previous section is reused. Still pure: the
+    result equals :func:`build_summary` of the same status.
+    """
+
+    __slots__ = ("_fingerprints", "_info", "_model", "_parts")
+
+    def __init__(self) -> None:
+        self._fingerprints: dict[str, tuple[Any, ...]] = {}
+        self._parts: dict[str, Any] = {}
+        self._info: object = None
+        self._model: object = None
+
+    def _part(self, key: str, raw: Mapping[str, Any], fields: tuple[str, ...], make: Any, status: PrinterStatus) -> Any:
+        fingerprint = tuple([raw.get(f) for f in fields])
+        if self._fingerprints.get(key) == fingerprint and key in self._parts:
+            return self._parts[key]
+        part = make(status)
+        self._fingerprints[key] = fingerprint
+        self._parts[key] = part
+        return part
+
+    def build(
+        self,
+        status: PrinterStatus,
+        *,
+        serial: str,
+        name: str,
+        source: str,
+        model: PrinterModel | None = None,
+        finish_at: float | None = None,
+        info: object = None,
+    ) -> dict[str, Any]:
+        """The summary (see :func:`build_summary`). ``info`` is the state's ``info`` object (the
+        get_version reply): when it or the model changes, every section is decoded again."""
+        model = model or status.model
+        if info is not self._info or model is not self._model:  # another model: every section may differ
+            self._fingerprints.clear()
+            self._parts.clear()
+            self._info, self._model = info, model
+        raw = status.raw
+        job = self._part("job", raw, _JOB_KEYS, _job_part, status)
+        if "firmware" not in self._parts:
+            self._parts["firmware"] = status.firmware
+        return {
+            "serial": serial,
+            "name": name,
+            "model": model.name if model is not None else None,
+            "source": source,
+            "online": None,
+            "last_seen": None,
+            "age_seconds": None,
+            "state": job["state"],
+            "stage": job["stage"],
+            "stage_name": job["stage_name"],
+            "progress": job["progress"],
+            "remaining_minutes": job["remaining_minutes"],
+            "finish_at": iso_time(finish_at),
+            "layer": job["layer"],
+            "total_layers": job["total_layers"],
+            "file": job["file"],
+            "plate": job["plate"],
+            "speed_level": job["speed_level"],
+            "temperatures": self._part("temperatures", raw, _TEMP_KEYS, _temperatures, status),
+            "fans": self._part("fans", raw, _FAN_KEYS, _fans, status),
+            "ams": self._part("ams", raw, _AMS_KEYS, _ams, status),
+            "hms": self._part("hms", raw, ("hms",), lambda st: [hms_json(m) for m in st.hms], status),
+            "print_error": self._part("print_error", raw, ("print_error",), _print_error, status),
+            "firmware": self._parts["firmware"],
+            "camera": _camera(model),
+        }
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def summary_fragments(summary: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """A summary's JSON around its live keys: ``head + live + tail`` is the whole object.
+
+    Serving 1,000 summaries as JSON many times a second is the gateway's biggest cost after the
+    reports themselves; the fragments are encoded once per state change and the live keys
+    (``online``, ``last_seen``, ``age_seconds``) are spliced in when the summary is served.
+    """
+    head = _dumps({k: summary[k] for k in SUMMARY_KEYS[:4]})[:-1] + ","
+    tail = "," + _dumps({k: summary[k] for k in SUMMARY_KEYS[7:]})[1:]
+    return head.encode(), tail.encode()
+
+
+def render_summary(fragments: tuple[bytes, bytes], online: bool, last_seen: float | None,
+                   age_seconds: float | None) -> bytes:
+    """The JSON of a summary from :func:`summary_fragments` and its live values."""
+    seen = _dumps(iso_time(last_seen))
+    age = "null" if age_seconds is None else repr(age_seconds)
+    live = f'"online":{"true" if online else "false"},"last_seen":{seen},"age_seconds":{age}'
+    return fragments[0] + live.encode() + fragments[1]
 
 
 def diff_summary(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bambulab.servers.gateway import Gateway
 
 __all__ = [
+    "RawJson",
     "bearer_token",
     "cached_json",
     "error",
@@ -28,7 +29,13 @@ __all__ = [
 _SECRET_KEYS = ("access_code", "password", "passwd", "token", "secret", "dev_access_code")
 
 
+class RawJson(bytes):
+    """Bytes that are already JSON (sent as they are)."""
+
+
 def _dumps(body: Any) -> bytes:
+    if isinstance(body, RawJson):
+        return bytes(body)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str).encode()
 
 

@@ -16,7 +16,15 @@ from bambulab.config import ConfigError
 from bambulab.exceptions import BambuError
 from bambulab.farm.config import PrinterConfig
 from bambulab.farm.summary import iso_time, tray_json
-from bambulab.servers.gateway._http import bearer_token, cached_json, error, json_response, member_or_404, redact
+from bambulab.servers.gateway._http import (
+    RawJson,
+    bearer_token,
+    cached_json,
+    error,
+    json_response,
+    member_or_404,
+    redact,
+)
 
 if TYPE_CHECKING:
     from bambulab.farm.fleet import Member
@@ -25,6 +33,12 @@ if TYPE_CHECKING:
 __all__ = ["routes"]
 
 log = logging.getLogger("bambulab.gateway.api")
+
+
+def printers_body(members: list[Member]) -> RawJson:
+    """``{"printers": [summary, ...]}`` from the members' pre-encoded summaries."""
+    now = time.time()
+    return RawJson(b'{"printers":[' + b",".join(m.summary_json(now) for m in members) + b"]}")
 
 
 def member_tag(member: Member) -> str:
@@ -120,6 +134,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
             "control_enabled": gateway.control_enabled,
             "printers": len(fleet.members),
             "online": sum(1 for m in fleet.members.values() if m.fresh),
+            "messages": sum(m.messages for m in fleet.members.values()),
             "history": gateway.history is not None,
             "uptime_seconds": round(time.time() - gateway.started_at, 1),
             "sse_clients": gateway.sse_clients,
@@ -129,7 +144,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         members = list(fleet.members.values())
         tag = f"list:{fleet.version}:" + ",".join(str(int(m.fresh)) for m in members)
         changed = max((m.changed_at or m.added_at for m in members), default=gateway.started_at)
-        return cached_json(request, tag, lambda: {"printers": [m.summary() for m in members]}, changed)
+        return cached_json(request, tag, lambda: printers_body(members), changed)
 
     def one(builder: Any, part: str, raw: bool = False) -> Any:
         async def handler(request: Request) -> Response:

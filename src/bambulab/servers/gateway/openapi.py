@@ -208,13 +208,38 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
-def openapi_spec(version: str = "0") -> dict[str, Any]:
+def module_paths(modules: list[str] | None = None) -> dict[str, Any]:
+    """Paths described by the other route modules (their ``openapi_paths()``), in route order."""
+    import importlib
+
+    from bambulab.servers.gateway.app import ROUTE_MODULES
+
+    out: dict[str, Any] = {}
+    for name in modules if modules is not None else ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        describe = getattr(module, "openapi_paths", None)
+        if describe is not None:
+            for path, item in describe().items():
+                out.setdefault(path, {}).update(item)
+    return out
+
+
+def openapi_spec(version: str = "0", extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 description; ``extra_paths`` defaults to :func:`module_paths`."""
+    paths = _paths()
+    for path, item in (module_paths() if extra_paths is None else extra_paths).items():
+        paths.setdefault(path, {}).update(item)
     return {
         "openapi": "3.1.0",
         "info": {"title": "bambulab gateway", "version": version,
                  "description": "One connection per printer, served to everyone else. Read routes need no token; "
                                 "admin and control routes need `Authorization: Bearer <token>`."},
-        "paths": _paths(),
+        "paths": paths,
         "components": {"schemas": _SCHEMAS,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
@@ -245,16 +270,17 @@ def render_markdown(spec: dict[str, Any]) -> str:
     by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for path, item in spec["paths"].items():
         for method, op in item.items():
-            by_tag.setdefault(op["tags"][0], []).append((path, method, op))
+            by_tag.setdefault((op.get("tags") or ["other"])[0], []).append((path, method, op))
     titles = {"read": "Read", "live": "Live updates", "admin": "Adding and removing printers",
               "control": "Control", "legacy": "Legacy routes (the older compatibility server)", "meta": "Meta"}
-    for tag in ("read", "live", "admin", "control", "legacy", "meta"):
+    known = ["read", "live", "admin", "control", "legacy", "meta"]
+    for tag in [*known, *sorted(t for t in by_tag if t not in known)]:
         if tag not in by_tag:
             continue
-        lines += [f"## {titles[tag]}", ""]
+        lines += [f"## {titles.get(tag, tag.capitalize())}", ""]
         for path, method, op in by_tag[tag]:
-            lines += [f"### `{method.upper()} {path}`", "", op["summary"] + ("." if not op["summary"].endswith(".")
-                                                                             else ""), ""]
+            summary = op.get("summary", "")
+            lines += [f"### `{method.upper()} {path}`", "", summary + ("" if summary.endswith(".") else "."), ""]
             if op.get("security"):
                 lines += ["Needs `Authorization: Bearer <token>`.", ""]
             for param in op.get("parameters", []):
@@ -267,7 +293,7 @@ def render_markdown(spec: dict[str, Any]) -> str:
                 content: dict[str, Any] = response.get("content", {})
                 first: dict[str, Any] = next(iter(content.values()), {})
                 schema = first.get("schema")
-                lines.append(f"| {status} | {response['description']} | {_schema_text(schema)} |")
+                lines.append(f"| {status} | {response.get('description', '')} | {_schema_text(schema)} |")
             lines.append("")
     lines += ["## Schemas", ""]
     for name, schema in spec["components"]["schemas"].items():

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from bambulab.farm.fleet import FleetEvent
 from bambulab.servers.gateway._http import error
 
 if TYPE_CHECKING:
-    from bambulab.farm.fleet import FleetEvent
     from bambulab.servers.gateway import Gateway
 
 __all__ = ["QUEUE", "format_event", "routes"]
@@ -49,7 +51,21 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
 
     def snapshot(serials: set[str] | None) -> bytes:
         members = [m for m in fleet.members.values() if serials is None or m.serial in serials]
-        return format_event("snapshot", {"printers": [m.summary() for m in members]}, fleet.seq)
+        now = time.time()
+        body = b'{"printers":[' + b",".join(m.summary_json(now) for m in members) + b"]}"
+        return f"id: {fleet.seq}\nevent: snapshot\ndata: ".encode() + body + b"\n\n"
+
+    # Every viewer gets the same events: encode each once (the last few hundred are kept).
+    encoded: OrderedDict[int, bytes] = OrderedDict()
+
+    def wire(event: FleetEvent) -> bytes:
+        data = encoded.get(event.seq)
+        if data is None:
+            data = format_event(_KIND.get(event.kind, event.kind), event.data, event.seq)
+            encoded[event.seq] = data
+            if len(encoded) > 1024:
+                encoded.popitem(last=False)
+        return data
 
     async def events(request: Request) -> Response:
         wanted = {s.strip().upper() for s in request.query_params.getlist("printer") if s.strip()} or None
@@ -77,7 +93,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
                     if event.kind == "resync":
                         yield snapshot(wanted)
                         continue
-                    yield format_event(_KIND.get(event.kind, event.kind), event.data, event.seq)
+                    yield wire(event)
             except asyncio.CancelledError:
                 raise
             finally:
