@@ -3,68 +3,55 @@ parametrized over SQLite and PostgreSQL, and helpers to start Debian's mosquitto
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
-import socket
+import signal
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from farmtools import free_port, stop_process
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_user() -> tuple[list[str], int | None]:
-    """PostgreSQL refuses to run as root: run it as ``nobody`` then (the tests run as root in CI)."""
+def _as_user() -> dict[str, Any]:
+    """PostgreSQL refuses to run as root: run it as ``nobody`` then (the tests run as root in CI).
+    The child itself switches user (no ``runuser`` in between), so signals reach postgres."""
     if os.geteuid() != 0:
-        return [], None
-    return ["runuser", "-u", "nobody", "--"], pwd.getpwnam("nobody").pw_uid
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        return {}
+    nobody = pwd.getpwnam("nobody")
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL 15 cluster on 127.0.0.1:<free port>; yields its base URL."""
-    prefix, uid = _as_user()
+    as_user = _as_user()
     base = Path(tempfile.mkdtemp(prefix="bambu-pg-"))
     try:
-        if uid is not None:
-            os.chown(base, uid, -1)
+        if as_user:
+            os.chown(base, as_user["user"], as_user["group"])
         data, sockets = base / "data", base / "sock"
         subprocess.run(
-            [*prefix, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "bambu",
-             "--no-sync", "-E", "UTF8", "--locale=C"],
-            check=True, capture_output=True, timeout=120, cwd=base,
+            [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "bambu", "--no-sync", "-E", "UTF8",
+             "--locale=C"],
+            check=True, capture_output=True, timeout=120, cwd=base, **as_user,
         )
-        subprocess.run([*prefix, "mkdir", str(sockets)], check=True, timeout=10)
+        subprocess.run(["mkdir", str(sockets)], check=True, timeout=10, **as_user)
         port = free_port()
         log = (base / "postgres.log").open("wb")
         proc = subprocess.Popen(
-            [*prefix, str(PG_BIN / "postgres"), "-D", str(data), "-k", str(sockets), "-p", str(port),
+            [str(PG_BIN / "postgres"), "-D", str(data), "-k", str(sockets), "-p", str(port),
              "-h", "127.0.0.1", "-F", "-c", "max_connections=50", "-c", "shared_buffers=16MB"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=base,
+            stdout=log, stderr=subprocess.STDOUT, cwd=base, **as_user,
         )
         url = f"postgresql://bambu@127.0.0.1:{port}/postgres"
         try:
@@ -80,7 +67,7 @@ def postgres_server() -> Iterator[str]:
                     time.sleep(0.1)
             yield url
         finally:
-            stop_process(proc)
+            stop_process(proc, 30.0, signal.SIGINT)  # "fast" shutdown: ends sessions, then exits
             log.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -104,15 +91,3 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "history.sqlite3")
     return str(request.getfixturevalue("pg_url"))
-
-
-@contextlib.contextmanager
-def running(cmd: list[str], *, cwd: Path, log_name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process whose output goes to a log file in ``cwd``; stopped on exit."""
-    log = (cwd / log_name).open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
-    try:
-        yield proc
-    finally:
-        stop_process(proc)
-        log.close()

@@ -214,3 +214,19 @@ def test_the_write_queue_is_bounded_for_samples_only() -> None:
     assert any(isinstance(i, JobRecord) for i in batch) and any(isinstance(i, HmsChange) for i in batch)
     q.close()
     assert q.take(100) is None
+
+
+def test_an_alert_cleared_while_the_gateway_was_down_is_closed(store: HistoryStore) -> None:
+    hms = [{"attr": 0x03000100, "code": 0x00020001}]
+    first = JobTracker()
+    store.write(first.observe(SERIAL, report("IDLE", hms=hms), T0))
+    assert store.hms_history(SERIAL)[0]["active"]
+    second = JobTracker()  # the gateway restarts; the alert is gone from the printer
+    second.restore(store.open_jobs(), store.open_hms())
+    store.write(second.observe(SERIAL, report("IDLE"), T0 + 60))
+    (entry,) = store.hms_history(SERIAL)
+    assert not entry["active"] and entry["cleared_time"] == T0 + 60
+    third = JobTracker()  # still present after a restart: the same entry, not a new one
+    third.restore(store.open_jobs(), store.open_hms())
+    store.write(third.observe(SERIAL, report("IDLE"), T0 + 120))
+    assert len(store.hms_history(SERIAL)) == 1

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx2
-from farmtools import until
+from farmtools import free_port, running, until
 from prometheus_client.parser import text_string_to_metric_families
 
 from bambulab.farm.config import GatewayConfig
 from bambulab.farm.demo import DemoFarm
 from bambulab.servers.gateway import Gateway
 from bambulab.servers.gateway.app import create_app, start_server
-from conftest import free_port, running
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -71,6 +71,8 @@ async def test_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
                 await until(answered, within=60, what="Prometheus to scrape the gateway")
                 assert found["value"][1] == "1"  # type: ignore[index]
                 assert found["metric"]["job"] == "bambu"  # type: ignore[index]
+            shutil.rmtree(tmp_path / "data")  # Prometheus has stopped: its TSDB goes too
+            assert proc.returncode is not None
     finally:
         await server.stop()
         await gw.stop()

@@ -9,7 +9,7 @@ import jinja2
 import pytest
 
 from bambulab.config import ConfigError
-from bambulab.farm.publish import PublishConfig, Topics, discovery_messages, state_payload
+from bambulab.farm.publish import PublishConfig, Topics, discovery_messages, gateway_messages, state_payload
 
 SUMMARY: dict[str, Any] = {
     "serial": "01P00A000000001", "name": "P1S-1", "model": "P1S", "online": True, "state": "RUNNING",
@@ -53,6 +53,14 @@ def test_one_device_per_printer_with_sensors_and_binary_sensors() -> None:
     assert c[base.format("binary_sensor", "error")]["device_class"] == "problem"  # type: ignore[index]
     ids = [v["unique_id"] for v in c.values() if v]
     assert len(ids) == len(set(ids))
+    hms = c[base.format("sensor", "hms")]
+    assert hms is not None and hms["json_attributes_topic"] == hms["state_topic"]  # the template needs its topic
+    # the printers name their gateway's device, which the gateway announces itself
+    (topic, payload), = gateway_messages(topics=TOPICS, gateway_id="gw1")
+    gateway = json.loads(payload)
+    assert topic == "homeassistant/binary_sensor/bambulab_gateway_gw1/online/config"
+    assert progress["device"]["via_device"] in gateway["device"]["identifiers"]
+    assert gateway["state_topic"] == "bambulab/gateway/gw1/availability"
     # control disabled: button configs are withdrawn (empty retained payload)
     assert c[base.format("button", "pause")] is None and c[base.format("button", "stop")] is None
 

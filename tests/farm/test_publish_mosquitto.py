@@ -5,26 +5,23 @@ Assistant button, and sees a gateway's last will when it dies."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from farmtools import until
+from farmtools import Consumer, free_port, running, stop_process, until
 
 from bambulab.farm.config import hash_token
+from bambulab.farm.history import HistoryStore
 from bambulab.sim import Simulator
 from bambulab.sim.demo import demo_project
-from conftest import free_port, running, stop_process
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,41 +46,9 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield port
 
 
-class Consumer:
-    """A paho client that remembers the last message of every topic (retained ones included)."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: dict[str, bytes] = {}
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="farm-consumer")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("bambulab/#", 1), ("homeassistant/#", 1)])
-        self.client.loop_start()
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        with self.lock:
-            self.messages[message.topic] = bytes(message.payload)
-
-    def get(self, topic: str) -> bytes | None:
-        with self.lock:
-            return self.messages.get(topic)
-
-    def json(self, topic: str) -> Any:
-        raw = self.get(topic)
-        return json.loads(raw) if raw else None
-
-    def topics(self, prefix: str) -> list[str]:
-        with self.lock:
-            return [t for t in self.messages if t.startswith(prefix)]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 def write_config(path: Path, name: str, printers: list[Any], ca: Path, broker: int, *, control: bool) -> None:
     lines = ["[gateway]", 'host = "127.0.0.1"', "port = 0", f"control = {'true' if control else 'false'}", ""]
+    lines += ["[history]", f'path = "{name}.sqlite3"', ""]
     if control:
         lines += ["[[tokens]]", 'label = "ops"', f'sha256 = "{hash_token("not-used-here")}"', ""]
     for vp in printers:
@@ -166,8 +131,14 @@ async def test_two_gateways_one_broker_whole_farm(mosquitto: int, tmp_path: Path
                     what="gateway A's last will")
         assert consumer.get("bambulab/gateway/gw-b/availability") == b"online"
         # gateway B stops cleanly (SIGTERM) and says so itself
+        started = time.monotonic()
         procs[1].send_signal(signal.SIGTERM)
         assert procs[1].wait(15) == 0
+        assert time.monotonic() - started < 5.0  # every connection closed and the store flushed within 5 s
+        with HistoryStore.open(tmp_path / "gw-b.sqlite3") as store:
+            jobs, total = store.jobs()
+        assert total == 2 and {j.serial for j in jobs} == {vp.serial for vp in shard_b}
+        assert {j.result for j in jobs} == {"running"}
         await until(lambda: consumer.get("bambulab/gateway/gw-b/availability") == b"offline", within=10,
                     what="gateway B's goodbye")
         assert "not-used-here" not in (tmp_path / "a.log").read_text()

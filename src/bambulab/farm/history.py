@@ -354,8 +354,11 @@ class JobTracker:
         self._open: dict[str, _Open] = {}
         self._hms: dict[str, dict[str, HmsChange]] = {}
 
-    def restore(self, records: Iterable[JobRecord]) -> None:
-        """Reload jobs still open in the store (after a restart), newest per printer."""
+    def restore(self, records: Iterable[JobRecord], hms: Iterable[HmsChange] = ()) -> None:
+        """Reload jobs and HMS alerts still open in the store (after a restart): a job keeps its
+        row, and an alert that cleared while the gateway was down is closed on the first report."""
+        for change in hms:
+            self._hms.setdefault(change.serial, {})[change.code] = change
         for record in sorted(records, key=lambda r: r.started_at):
             ident = f"task:{record.task_id}" if record.task_id else f"file:{record.file or ''}"
             self._open[record.serial] = _Open(
@@ -621,6 +624,19 @@ _JOB_COLUMNS: Final = (
 )
 
 
+_UPSERT_JOB: Final = """INSERT INTO jobs (job_key, serial, printer, file, plate, task_id, started_at, ended_at, result,
+        duration, layers, total_layers, progress, print_error, filament, hms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (job_key) DO UPDATE SET
+        printer = COALESCE(excluded.printer, jobs.printer),
+        ended_at = excluded.ended_at, result = excluded.result, duration = excluded.duration,
+        layers = COALESCE(excluded.layers, jobs.layers),
+        total_layers = COALESCE(excluded.total_layers, jobs.total_layers),
+        progress = COALESCE(excluded.progress, jobs.progress),
+        print_error = excluded.print_error, filament = excluded.filament, hms = excluded.hms
+    WHERE jobs.ended_at IS NULL"""  # a finished job never changes: duplicates and replays are no-ops
+_INSERT_SAMPLE: Final = """INSERT INTO telemetry (serial, t, nozzle, nozzle_target, bed, bed_target, chamber, progress,
+        layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial, t) DO NOTHING"""
 _STATS_SQL: Final = (
     "SELECT serial, MAX(printer), "
     "SUM(CASE WHEN result = 'finished' THEN 1 ELSE 0 END), "
@@ -754,35 +770,34 @@ class HistoryStore:
         """Write a batch in one transaction."""
         d = self._dialect
         with self._write_lock, d.transaction(self._writer) as conn:
-            for item in items:
-                if isinstance(item, JobRecord):
-                    self._upsert_job(conn, item)
-                elif isinstance(item, HmsChange):
+            cursor = conn.cursor()
+            run: list[Any] = []  # consecutive rows of one kind go in one executemany (a pipeline on psycopg)
+            kind: type | None = None
+            for item in [*items, None]:
+                if run and type(item) is not kind:
+                    if kind is JobRecord:
+                        cursor.executemany(d.sql(_UPSERT_JOB), [self._job_row(r) for r in run])
+                    else:
+                        cursor.executemany(d.sql(_INSERT_SAMPLE), [self._sample_row(s) for s in run])
+                    run = []
+                if isinstance(item, HmsChange):
                     self._hms(conn, item)
-                else:
-                    self._sample(conn, item)
+                elif item is not None:
+                    kind = type(item)
+                    run.append(item)
 
-    def _upsert_job(self, conn: Any, r: JobRecord) -> None:
-        conn.execute(
-            self._dialect.sql(
-                """INSERT INTO jobs (job_key, serial, printer, file, plate, task_id, started_at, ended_at, result,
-                       duration, layers, total_layers, progress, print_error, filament, hms)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (job_key) DO UPDATE SET
-                       printer = COALESCE(excluded.printer, jobs.printer),
-                       ended_at = excluded.ended_at, result = excluded.result, duration = excluded.duration,
-                       layers = COALESCE(excluded.layers, jobs.layers),
-                       total_layers = COALESCE(excluded.total_layers, jobs.total_layers),
-                       progress = COALESCE(excluded.progress, jobs.progress),
-                       print_error = excluded.print_error, filament = excluded.filament, hms = excluded.hms
-                   WHERE jobs.ended_at IS NULL"""
-            ),
-            (
-                r.job_key, r.serial, r.printer, r.file, r.plate, r.task_id, r.started_at, r.ended_at, r.result,
-                r.duration, r.layers, r.total_layers, r.progress, r.print_error,
-                json.dumps(r.filament, sort_keys=True), json.dumps(list(r.hms)),
-            ),
+    @staticmethod
+    def _job_row(r: JobRecord) -> tuple[Any, ...]:
+        return (
+            r.job_key, r.serial, r.printer, r.file, r.plate, r.task_id, r.started_at, r.ended_at, r.result,
+            r.duration, r.layers, r.total_layers, r.progress, r.print_error,
+            json.dumps(r.filament, sort_keys=True), json.dumps(list(r.hms)),
         )
+
+    @staticmethod
+    def _sample_row(s: Sample) -> tuple[Any, ...]:
+        return (s.serial, s.t, s.nozzle, s.nozzle_target, s.bed, s.bed_target, s.chamber, s.progress, s.layer,
+                s.state)
 
     def _hms(self, conn: Any, h: HmsChange) -> None:
         d = self._dialect
@@ -804,15 +819,6 @@ class HistoryStore:
                 ),
                 (h.serial, h.code, h.severity, h.text, h.at, h.job_key),
             )
-
-    def _sample(self, conn: Any, s: Sample) -> None:
-        conn.execute(
-            self._dialect.sql(
-                """INSERT INTO telemetry (serial, t, nozzle, nozzle_target, bed, bed_target, chamber, progress,
-                       layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial, t) DO NOTHING"""
-            ),
-            (s.serial, s.t, s.nozzle, s.nozzle_target, s.bed, s.bed_target, s.chamber, s.progress, s.layer, s.state),
-        )
 
     def prune(self, now: float, *, retention_days: float, telemetry_retention_days: float) -> int:
         """Delete finished jobs, cleared HMS entries and samples older than their retention
@@ -890,6 +896,12 @@ class HistoryStore:
     def open_jobs(self) -> list[JobRecord]:
         rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE ended_at IS NULL")  # noqa: S608
         return [_job_from_row(r) for r in rows]
+
+    def open_hms(self) -> list[HmsChange]:
+        """HMS alerts raised and not cleared yet."""
+        rows = self._query("SELECT serial, code, severity, text, raised_at, job_key FROM hms_events "
+                           "WHERE cleared_at IS NULL")
+        return [HmsChange(r[0], r[1], r[2], r[3], float(r[4]), job_key=r[5]) for r in rows]
 
     def stats(self, *, since: float | None = None, until: float | None = None) -> dict[str, dict[str, Any]]:
         """Per printer: jobs ended, succeeded, failed (every other end), running, success rate
@@ -1068,7 +1080,8 @@ class HistoryService:
     async def start(self) -> None:
         import asyncio
 
-        self.tracker.restore(await asyncio.to_thread(self.store.open_jobs))
+        jobs = await asyncio.to_thread(self.store.open_jobs)
+        self.tracker.restore(jobs, await asyncio.to_thread(self.store.open_hms))
         self._thread = threading.Thread(target=self._run, name="bambu-history-writer", daemon=True)
         self._thread.start()
         for member in list(self.fleet.members.values()):

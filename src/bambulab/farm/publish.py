@@ -50,6 +50,7 @@ __all__ = [
     "PublishConfig",
     "Topics",
     "discovery_messages",
+    "gateway_messages",
     "state_payload",
 ]
 
@@ -243,8 +244,10 @@ def discovery_messages(
             ))
     out: list[tuple[str, bytes]] = []
     for component, obj, config in entities:
+        if "json_attributes_template" in config:
+            config["json_attributes_topic"] = state_topic
         config.update({
-            "unique_id": f"{uid}_{obj}", "object_id": f"{uid}_{obj}", "state_topic": state_topic,
+            "unique_id": f"{uid}_{obj}", "state_topic": state_topic,
             "availability": availability, "availability_mode": "all", "device": device, "origin": origin,
         })
         out.append((topics.config(component, serial, obj), json.dumps(config, sort_keys=True).encode()))
@@ -257,7 +260,7 @@ def discovery_messages(
                    "availability": availability, "availability_mode": "all"}),
     ]
     for obj, config in binary:
-        config.update({"unique_id": f"{uid}_{obj}", "object_id": f"{uid}_{obj}", "device": device, "origin": origin})
+        config.update({"unique_id": f"{uid}_{obj}", "device": device, "origin": origin})
         out.append((topics.config("binary_sensor", serial, obj), json.dumps(config, sort_keys=True).encode()))
     for action, name in BUTTONS.items():
         topic = topics.config("button", serial, action)
@@ -265,12 +268,27 @@ def discovery_messages(
             out.append((topic, b""))
             continue
         config = {
-            "name": name, "unique_id": f"{uid}_{action}", "object_id": f"{uid}_{action}",
+            "name": name, "unique_id": f"{uid}_{action}",
             "command_topic": topics.command(serial, action), "payload_press": "PRESS",
             "availability": availability, "availability_mode": "all", "device": device, "origin": origin,
         }
         out.append((topic, json.dumps(config, sort_keys=True).encode()))
     return out
+
+
+def gateway_messages(*, topics: Topics, gateway_id: str) -> list[tuple[str, bytes]]:
+    """The gateway's own device (the printers name it as ``via_device``): one connectivity
+    sensor on its availability topic, so Home Assistant shows which gateway serves what."""
+    uid = f"bambulab_gateway_{gateway_id}"
+    config = {
+        "name": "Online", "unique_id": f"{uid}_online", "device_class": "connectivity",
+        "state_topic": topics.gateway_availability(gateway_id), "payload_on": "online", "payload_off": "offline",
+        "device": {"identifiers": [uid], "name": f"Bambu gateway {gateway_id}", "manufacturer": "bambulab",
+                   "model": "bambu gateway", "sw_version": __version__},
+        "origin": {"name": "bambulab", "sw_version": __version__},
+    }
+    topic = f"{topics.discovery_prefix}/binary_sensor/{uid}/online/config"
+    return [(topic, json.dumps(config, sort_keys=True).encode())]
 
 
 def removal_messages(topics_list: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -414,6 +432,9 @@ class MqttPublisher:
     async def _session(self, conn: MqttConnection) -> None:
         topics = self.topics
         await conn.publish(topics.gateway_availability(self.gateway_id), b"online", 1, retain=True)
+        if self.config.discovery:
+            for topic, payload in gateway_messages(topics=topics, gateway_id=self.gateway_id):
+                await self._send(conn, topic, payload)
         if self._control is not None:
             await conn.subscribe(topics.command_filter(), 1)
         self._discovered.clear()
@@ -449,6 +470,7 @@ class MqttPublisher:
             for topic, payload in removal_messages(self._discovered.pop(serial, [])):
                 await self._send(conn, topic, payload)
             await self._send(conn, topics.availability(serial), b"offline")
+            await self._send(conn, topics.state(serial), b"")  # an empty retained message clears it
             self._availability.pop(serial, None)
             return
         summary = member.summary()

@@ -73,7 +73,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
 
         metrics.history = history.service_of(gateway)
         metrics.publisher = publish.publisher_of(gateway)
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await metrics.render_async(), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/metrics", scrape, methods=["GET"])]
 
