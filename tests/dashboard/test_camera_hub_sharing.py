@@ -259,3 +259,24 @@ async def test_streams_end_when_the_gateway_stops(rig: dict[str, Any]) -> None:
         await hub.snapshot(rig["serial"])
     await frames.aclose()
     await hub.stop()
+
+
+def test_camera_settings_from_the_config_file() -> None:
+    from bambulab.config import ConfigError
+    from bambulab.farm.config import GatewayConfig
+    from bambulab.servers.gateway import Gateway
+    from bambulab.servers.gateway.app import create_app
+    from bambulab.servers.gateway.camera import hub_settings
+
+    gw = Gateway(GatewayConfig(sections={"camera": {"linger": 20, "max_viewers": 4, "rtsp_fps": 1.5}}))
+    create_app(gw)
+    hub = gw.camera_hub  # type: ignore[attr-defined]
+    assert (hub.linger, hub.max_viewers, hub.rtsp_fps) == (20.0, 4, 1.5)
+    assert hub in gw.services
+    for bad, message in (({"lingr": 1}, "no setting 'lingr'"), ({"linger": "5"}, "must be a number"),
+                         ({"max_viewers": 2.5}, "must be a number"), ({"rtsp_fps": 0}, "out of range"),
+                         ({"jpeg_quality": 101}, "out of range"), ({"linger": True}, "must be a number")):
+        with pytest.raises(ConfigError, match=message):
+            hub_settings(bad)
+    with pytest.raises(ConfigError, match="must be a table"):
+        hub_settings([1])

@@ -491,9 +491,41 @@ def fleet_lookup(fleet: Any) -> CameraLookup:
     return lookup
 
 
+#: ``[camera]`` settings of the gateway's config file and their types.
+_SETTINGS: dict[str, type] = {"linger": float, "max_viewers": int, "rtsp_fps": float, "jpeg_quality": int}
+
+
+def hub_settings(section: Any) -> dict[str, Any]:
+    """The hub's keyword arguments from a ``[camera]`` table; a clear error for a bad value."""
+    from bambulab.config import ConfigError
+
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError("[camera] must be a table")
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        kind = _SETTINGS.get(key)
+        if kind is None:
+            raise ConfigError(f"[camera] has no setting {key!r} (known: {', '.join(sorted(_SETTINGS))})")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)):
+            raise ConfigError(f"[camera] {key} must be a number")
+        if value < 0 or (key != "linger" and value == 0) or (key == "jpeg_quality" and value > 95):
+            raise ConfigError(f"[camera] {key} is out of range: {value}")
+        out[key] = kind(value)
+    return out
+
+
 def routes(gateway: Any) -> list[BaseRoute]:
-    """Build the gateway's camera hub, register it as a service, and return its routes."""
-    hub = CameraHub(fleet_lookup(gateway.fleet), stopping=getattr(gateway, "stopping", None))
+    """Build the gateway's camera hub, register it as a service, and return its routes.
+
+    The config file's ``[camera]`` table may set ``linger`` (seconds), ``max_viewers`` (per
+    printer), ``rtsp_fps`` and ``jpeg_quality`` (X1/H2 re-encoding)."""
+    sections = getattr(getattr(gateway, "config", None), "sections", None) or {}
+    hub = CameraHub(
+        fleet_lookup(gateway.fleet), stopping=getattr(gateway, "stopping", None), **hub_settings(sections.get("camera"))
+    )
     gateway.add_service(hub)
     gateway.camera_hub = hub
     return routes_for(hub)
