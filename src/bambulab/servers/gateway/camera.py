@@ -26,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import io
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -366,10 +366,21 @@ class CameraHub:
 
 
 def _encode_jpeg(picture: Any, quality: int) -> bytes:
-    image = picture.to_image()  # PIL image (Pillow comes with PyAV's to_image)
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=quality)
-    return out.getvalue()
+    """A PyAV picture as JPEG with FFmpeg's MJPEG encoder (no Pillow needed).
+
+    ``quality`` is on Pillow's 1-95 scale, mapped onto FFmpeg's qscale (31 worst .. 2 best)."""
+    import av  # present: rtsp_frames() needs it
+
+    qscale = max(2, min(31, round(2 + (95 - quality) * 29 / 94)))
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width = picture.width
+    encoder.height = picture.height
+    encoder.pix_fmt = "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.options = {"qmin": str(qscale), "qmax": str(qscale)}
+    packets = list(encoder.encode(picture.reformat(format="yuvj420p")))
+    packets.extend(encoder.encode(None))
+    return b"".join(bytes(p) for p in packets)
 
 
 # ---------------------------------------------------------------------------------- routes
