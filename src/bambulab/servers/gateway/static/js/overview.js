@@ -142,7 +142,13 @@ function update(card, p) {
   setText(r.finish, active ? fmtClock(p.finish_at) : "–");
   setText(r.layer, p.layer !== null && p.layer !== undefined && p.total_layers ? `${p.layer} / ${p.total_layers}` : "–");
   const t = p.temperatures || {};
-  setTemp(r.nozzle, t.nozzle, t.nozzle_target);
+  if (Array.isArray(t.nozzles) && t.nozzles.length > 1) {
+    // two nozzles (H2D): both temperatures, the active one's target
+    setText(r.nozzle.value, t.nozzles.map((n) => (n.temp === null || n.temp === undefined ? "–" : `${Math.round(n.temp)}°`)).join(" "));
+    setText(r.nozzle.target, t.nozzle_target ? `/${Math.round(t.nozzle_target)}°` : "");
+  } else {
+    setTemp(r.nozzle, t.nozzle, t.nozzle_target);
+  }
   setTemp(r.bed, t.bed, t.bed_target);
   setTemp(r.chamber, t.chamber, t.chamber_target);
   r.chamber.el.classList.toggle("na", t.chamber === null || t.chamber === undefined);
