@@ -20,6 +20,9 @@ def _no_simulator_temp_folders_left() -> Iterator[None]:
     for the ``bambu sim`` subprocesses (``TMPDIR``); at the end no ``bambu-sim-*`` may be left in it.
     """
     private = Path(tempfile.mkdtemp(prefix="bambu-tests-"))
+    # Traversable, not listable: the PostgreSQL and mosquitto servers the tests start run as their
+    # own unprivileged users and must reach the 0700 folders made for them inside.
+    private.chmod(0o711)
     saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = str(private)
     os.environ["TMPDIR"] = str(private)

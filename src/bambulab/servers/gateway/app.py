@@ -1,7 +1,7 @@
 """The gateway's Starlette app and the server that runs it.
 
-:func:`create_app` builds the app from route lists: each module exposes ``routes(gateway)``, and
-adds ONE line to :data:`ROUTE_MODULES` (merge-friendly). :func:`start_server` runs the app with
+:func:`create_app` builds the app from route lists: each module listed in :data:`ROUTE_MODULES` exposes
+``routes(gateway)`` and registers its services with ``gateway.add_service``. :func:`start_server` runs the app with
 uvicorn on a socket it binds itself (port 0 picks a free one), without uvicorn's signal handlers:
 the caller (``bambu gateway``) owns SIGTERM/SIGINT/SIGHUP.
 """
@@ -33,13 +33,13 @@ __all__ = ["ROUTE_MODULES", "RunningServer", "create_app", "is_loopback", "start
 
 log = logging.getLogger("bambulab.gateway")
 
-#: Modules with ``routes(gateway)``, in matching order. One line per module; owners add theirs.
+#: Modules with ``routes(gateway)``, in matching order: the read API, then history, metrics,
+#: external MQTT publishing (its ``routes`` only registers the service), camera and dashboard.
 ROUTE_MODULES: list[str] = [
     "bambulab.servers.gateway.legacy",
     "bambulab.servers.gateway.api",
     "bambulab.servers.gateway.sse",
     "bambulab.servers.gateway.control",
-    # Parts owned by other helpers; a module not merged yet is skipped.
     "bambulab.servers.gateway.history",
     "bambulab.servers.gateway.metrics",
     "bambulab.servers.gateway.publish",
@@ -87,13 +87,7 @@ def create_app(gateway: Gateway, modules: list[str] | None = None) -> Starlette:
     """The ASGI app over ``gateway`` (which the caller starts and stops)."""
     routes: list[BaseRoute] = []
     for name in modules if modules is not None else ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a part not merged into this branch yet
-                continue
-            raise
-        routes.extend(module.routes(gateway))
+        routes.extend(importlib.import_module(name).routes(gateway))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error(404, "not_found", f"no route {request.url.path}")
