@@ -281,6 +281,47 @@ def test_project_upload_and_cloud_print(cloud_env: CloudEnv, tmp_path: Path) -> 
     assert info.value.status == 403
 
 
+def test_upload_file_with_project_id_registers_plate_1(cloud_env: CloudEnv, tmp_path: Path) -> None:
+    """``upload_file(path, project_id=...)`` = upload, then ``set_project_file`` for plate 1: the task prints."""
+    x1c = cloud_env.printers[1]
+    source = tmp_path / "cube.gcode.3mf"
+    source.write_bytes(demo_project(minutes=20, layers=10))
+    with client_for(cloud_env) as cloud:
+        created = cloud.create_project("Cube")
+        uploaded = cloud.upload_file(source, project_id=created.project_id)
+        assert uploaded.md5 == hashlib.md5(source.read_bytes()).hexdigest()
+        assert [p["index"] for p in cloud.project(created.project_id).plates] == [1]
+        stored = cloud_env.do(lambda: cloud_env.cloud.project(cloud_env.account, created.project_id))
+        assert stored is not None
+        assert stored.prints == [{"md5": uploaded.md5, "plate_idx": 1, "url": uploaded.url}]
+        task_id = cloud.create_task(x1c.serial, title="Cube", project_id=created.project_id,
+                                    profile_id=created.profile_id, plate_index=1)
+        assert x1c.dynamic.job.task_id == str(task_id)
+        # An unknown project fails before anything is uploaded.
+        before = len(cloud_env.do(lambda: cloud_env.cloud.uploads(cloud_env.account)))
+        cloud_env.do(cloud_env.cloud.clear_request_log)
+        with pytest.raises(CloudError):
+            cloud.upload_file(source, project_id="999999999")
+        paths = [r.path for r in cloud_env.do(cloud_env.cloud.request_log)]
+        assert paths == ["/v1/iot-service/api/user/project/999999999"]
+        assert len(cloud_env.do(lambda: cloud_env.cloud.uploads(cloud_env.account))) == before
+        # Without project_id nothing is registered (the modern call is unchanged).
+        cloud.upload_file(source)
+        assert len(stored.prints) == 1
+
+
+async def test_async_upload_file_with_project_id(cloud_env: CloudEnv, tmp_path: Path) -> None:
+    source = tmp_path / "cube.gcode.3mf"
+    source.write_bytes(b"async cube" * 100)
+    async with AsyncBambuClient(cloud_env.token(), api_url=cloud_env.api_url, retry=FAST) as cloud:
+        created = await cloud.create_project("Async cube")
+        uploaded = await cloud.upload_file(source, "renamed.3mf", created.project_id)
+        assert uploaded.filename == "renamed.3mf"
+        assert [p["index"] for p in (await cloud.project(created.project_id)).plates] == [1]
+    stored = cloud_env.do(lambda: cloud_env.cloud.project(cloud_env.account, created.project_id))
+    assert stored is not None and [p["url"] for p in stored.prints] == [uploaded.url]
+
+
 # ---------------------------------------------------------------------- errors and retries
 
 

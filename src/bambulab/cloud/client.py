@@ -88,6 +88,15 @@ def _file_info(path: str | os.PathLike[str], filename: str | None) -> tuple[str,
     return str(source), filename or source.name, source.stat().st_size
 
 
+def _profile_of(project: ProjectDetail) -> str:
+    """The profile a project's plate files are registered under (its first; Studio makes one)."""
+    for profile in project.profiles:
+        profile_id = profile.get("profile_id")
+        if profile_id not in (None, ""):
+            return str(profile_id)
+    raise CloudError(f"project {project.project_id} has no profile to register a file under")
+
+
 def _check_etag(etag: str | None, md5: str, filename: str) -> None:
     if etag and etag.strip('"').lower() != md5:
         raise CloudError(f"upload of {filename}: the object store stored different bytes (ETag does not match "
@@ -125,7 +134,23 @@ class _ClientBase:
         return self._token
 
 
-class BambuClient(LegacyClientMixin, _ClientBase):
+class _BlockingProjects(_ClientBase):
+    """The modern blocking ``create_project``, below :class:`LegacyClientMixin` in the MRO.
+
+    The older ``create_project(name, **kwargs)`` (:mod:`bambulab.compat.cloud`) sends
+    ``create_project(name)`` here and handles the extra keywords itself, with a warning.
+    """
+
+    if TYPE_CHECKING:  # provided by BambuClient
+
+        def _call(self, endpoint: ep.Endpoint[T], **args: Any) -> T: ...
+
+    def create_project(self, name: str) -> ProjectCreated:
+        """Create an empty project named ``name``: its ids, and the URL and ticket to upload its file."""
+        return self._call(ep.CREATE_PROJECT, name=name)
+
+
+class BambuClient(LegacyClientMixin, _BlockingProjects):
     """Blocking client of the Bambu cloud HTTP API. ``with BambuClient(token) as cloud: ...``.
 
     It also answers to the older package's names (``get_devices()`` ...: :mod:`bambulab.compat.cloud`).
@@ -276,10 +301,6 @@ class BambuClient(LegacyClientMixin, _ClientBase):
         """One project with its plates and files."""
         return self._call(ep.PROJECT, project_id=project_id)
 
-    def create_project(self, name: str) -> ProjectCreated:
-        """Create an empty project named ``name``: its ids, and the URL and ticket to upload its file."""
-        return self._call(ep.CREATE_PROJECT, name=name)
-
     def set_project_file(self, project_id: str, profile_id: str, url: str, *, md5: str = "", plate: int = 1) -> None:
         """Register an uploaded 3MF (its upload URL) as the print file of a project's plate."""
         self._call(ep.SET_PROJECT_FILE, project_id=project_id, profile_id=profile_id, url=url, md5=md5, plate=plate)
@@ -296,14 +317,22 @@ class BambuClient(LegacyClientMixin, _ClientBase):
         """Presigned URLs to PUT a file (and its size record) to the cloud's object store."""
         return self._call(ep.UPLOAD_URL, filename=filename, size=size)
 
-    def upload_file(self, path: str | os.PathLike[str], filename: str | None = None) -> UploadResult:
+    def upload_file(
+        self, path: str | os.PathLike[str], filename: str | None = None, project_id: str | None = None
+    ) -> UploadResult:
         """Upload a file through presigned URLs and check it arrived intact.
 
         Asks for the URLs (with the size), PUTs the bytes without a Content-Type (the URL is
         signed for none), checks the returned ETag against the file's MD5, then PUTs the size in
         decimal to the size URL when the cloud gave one.
+
+        With ``project_id``, the uploaded file then becomes the print file of that project's
+        plate 1 (:meth:`set_project_file`, with the project's profile and the file's MD5). The
+        project is looked up first, so an unknown id raises :class:`CloudError` before anything
+        is uploaded. For another plate, call :meth:`set_project_file` yourself.
         """
         source, name, size = _file_info(path, filename)
+        profile_id = _profile_of(self.project(project_id)) if project_id is not None else None
         md5 = _md5_file(source)
         target = self.upload_url(name, size)
         if not target.url:
@@ -312,6 +341,8 @@ class BambuClient(LegacyClientMixin, _ClientBase):
         _check_etag(response.header("etag"), md5, name)
         if target.size_url:
             self._session.put_bytes(target.size_url, str(size).encode(), "upload size")
+        if project_id is not None and profile_id is not None:
+            self.set_project_file(project_id, profile_id, target.url, md5=md5, plate=1)
         return UploadResult(target.filename or name, size, md5, target.url, target.size_url is not None)
 
     # -- slicer presets ----------------------------------------------------------------------
@@ -520,14 +551,22 @@ class AsyncBambuClient(_ClientBase):
         """Presigned URLs to PUT a file (and its size record) to the cloud's object store."""
         return await self._call(ep.UPLOAD_URL, filename=filename, size=size)
 
-    async def upload_file(self, path: str | os.PathLike[str], filename: str | None = None) -> UploadResult:
+    async def upload_file(
+        self, path: str | os.PathLike[str], filename: str | None = None, project_id: str | None = None
+    ) -> UploadResult:
         """Upload a file through presigned URLs and check it arrived intact.
 
         Asks for the URLs (with the size), PUTs the bytes without a Content-Type (the URL is
         signed for none), checks the returned ETag against the file's MD5, then PUTs the size in
         decimal to the size URL when the cloud gave one.
+
+        With ``project_id``, the uploaded file then becomes the print file of that project's
+        plate 1 (:meth:`set_project_file`, with the project's profile and the file's MD5). The
+        project is looked up first, so an unknown id raises :class:`CloudError` before anything
+        is uploaded. For another plate, call :meth:`set_project_file` yourself.
         """
         source, name, size = await asyncio.to_thread(_file_info, path, filename)
+        profile_id = _profile_of(await self.project(project_id)) if project_id is not None else None
         md5 = await asyncio.to_thread(_md5_file, source)
         target = await self.upload_url(name, size)
         if not target.url:
@@ -536,6 +575,8 @@ class AsyncBambuClient(_ClientBase):
         _check_etag(response.header("etag"), md5, name)
         if target.size_url:
             await self._session.put_bytes(target.size_url, str(size).encode(), "upload size")
+        if project_id is not None and profile_id is not None:
+            await self.set_project_file(project_id, profile_id, target.url, md5=md5, plate=1)
         return UploadResult(target.filename or name, size, md5, target.url, target.size_url is not None)
 
     # -- slicer presets ----------------------------------------------------------------------
