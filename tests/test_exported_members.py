@@ -95,10 +95,13 @@ def _public_members(cls: type) -> dict[str, Any]:
             if name.startswith("_") and name not in ("__init__", *_ASYNC_SPELLING, *_ASYNC_SPELLING.values()):
                 continue
             members[_ASYNC_SPELLING.get(name, name)] = value
-    for klass in cls.__mro__:  # a name a compat mixin defines is the compat layer's, not the twin's
-        if klass.__module__.startswith("bambulab.compat"):
+    modern = {name for klass in cls.__mro__ if not klass.__module__.startswith("bambulab.compat")
+              for name in vars(klass)}
+    for klass in cls.__mro__:  # a name only a compat mixin defines is the compat layer's, not the twin's;
+        if klass.__module__.startswith("bambulab.compat"):  # one it widens is compared in its modern form
             for name in vars(klass):
-                members.pop(name, None)
+                if name not in modern:
+                    members.pop(name, None)
     return members
 
 

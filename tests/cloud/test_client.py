@@ -289,7 +289,7 @@ def test_upload_file_with_project_id_registers_plate_1(cloud_env: CloudEnv, tmp_
     with client_for(cloud_env) as cloud:
         created = cloud.create_project("Cube")
         uploaded = cloud.upload_file(source, project_id=created.project_id)
-        assert uploaded.md5 == hashlib.md5(source.read_bytes()).hexdigest()
+        assert uploaded.md5 == hashlib.md5(source.read_bytes(), usedforsecurity=False).hexdigest()
         assert [p["index"] for p in cloud.project(created.project_id).plates] == [1]
         stored = cloud_env.do(lambda: cloud_env.cloud.project(cloud_env.account, created.project_id))
         assert stored is not None

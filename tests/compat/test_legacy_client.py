@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from compattools import CloudThread
 
 from bambulab import BambuClient
 from bambulab.cloud import AsyncBambuClient, Device
+from bambulab.compat import LegacyWarning
 from bambulab.compat.cloud import AMS_MQTT_ONLY_FIELDS, LegacyClientMixin, ams_filaments
 from bambulab.compat.mqtt import MQTTBridge
 from bambulab.exceptions import CloudError, UnsupportedError
@@ -84,6 +87,49 @@ def test_projects_camera_slicer_and_upload(client: BambuClient, cloud: CloudThre
     assert result["filename"] == "model.3mf" and result["size"] == model.stat().st_size
     assert result["file_url"].endswith("model.3mf") and "Signature" not in result["file_url"]
     assert "file_url" in result and dict(result)["md5"] == result.md5
+
+
+def test_older_upload_file_with_project_id(client: BambuClient, cloud: CloudThread, tmp_path: Path) -> None:
+    created = client.create_project("plate")
+    model = tmp_path / "model.3mf"
+    model.write_bytes(b"PK\x03\x04 a plate")
+    result = client.upload_file(str(model), None, created["project_id"])  # the older positional order
+    assert result["success"] is True and result["filename"] == "model.3mf"
+    plates = client.get_project(created["project_id"])["profiles"][0]["context"]["plates"]
+    assert [p["index"] for p in plates] == [1]
+    stored = cloud.do(lambda: cloud.cloud.project(cloud.account, created.project_id))
+    assert stored is not None and stored.prints == [{"md5": result["md5"], "plate_idx": 1, "url": result.url}]
+    with pytest.raises(CloudError):
+        client.upload_file(str(model), project_id="999999999")
+
+
+def test_older_create_project_sends_extra_keywords_with_a_warning(client: BambuClient) -> None:
+    with pytest.warns(LegacyWarning, match=r"sent description, tags .*documents only 'name'.*project_id="):
+        created = client.create_project("cube", description="a cube", tags=["demo"])
+    assert created["project_id"] in [p["project_id"] for p in client.get_projects()]
+    assert client.get_project(created["project_id"])["name"] == "cube"
+    with pytest.raises(ValueError, match="JSON"):
+        client.create_project("cube", when=object())
+    assert list(inspect.signature(BambuClient.create_project).parameters)[:2] == ["self", "name"]
+
+
+def test_create_project_request_bodies() -> None:
+    """The modern call sends only the name; the older one adds its keywords (None left out)."""
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={"message": "success", "code": None, "error": None, "project_id": "1",
+                                          "model_id": "m", "profile_id": "2", "upload_url": "https://u.invalid/x",
+                                          "upload_ticket": "t"})
+
+    with httpx2.Client(transport=httpx2.MockTransport(handler)) as http:
+        client = BambuClient("t", api_url="https://api.example.invalid", http_client=http)
+        assert client.create_project("plain").project_id == "1"
+        with pytest.warns(LegacyWarning, match=r"sent description in .*; left out note \(None"):
+            client.create_project("rich", description="d", note=None)
+    assert [r.url.path for r in seen] == ["/v1/iot-service/api/user/project"] * 2
+    assert [json.loads(r.content) for r in seen] == [{"name": "plain"}, {"name": "rich", "description": "d"}]
 
 
 def test_methods_without_an_endpoint_name_the_alternative(client: BambuClient) -> None:

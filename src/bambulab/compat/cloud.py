@@ -17,11 +17,15 @@ for device in client.get_devices():
 
 from __future__ import annotations
 
+import json
 import ssl
+import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bambulab.cloud.endpoints import IOT, Endpoint
+from bambulab.cloud.endpoints import CREATE_PROJECT, IOT, Endpoint
+from bambulab.compat import LegacyWarning
 from bambulab.compat._records import Record
 from bambulab.exceptions import BambuTimeoutError, CloudError, UnsupportedError
 
@@ -59,6 +63,11 @@ def _object(body: Any, args: Mapping[str, Any]) -> dict[str, Any]:
 SLICER_RESOURCES: Endpoint[dict[str, Any]] = Endpoint(
     "slicer_resources", "GET", f"{IOT}/slicer/resource", _object, idempotent=True,
     query=lambda **pairs: pairs,
+)
+#: ``POST .../user/project`` with extra body fields beside ``name``, as the older package's
+#: ``create_project(name, **kwargs)`` sent them. Only ``name`` is documented.
+LEGACY_CREATE_PROJECT: Endpoint[ProjectCreated] = replace(
+    CREATE_PROJECT, body=lambda name, fields: {**fields, "name": name},
 )
 #: ``DELETE /v1/iot-service/api/user/bind`` with ``{dev_id, force}`` (PROTOCOL.md §8.3). Destructive.
 UNBIND_DEVICE: Endpoint[dict[str, Any]] = Endpoint(
@@ -211,7 +220,6 @@ class LegacyClientMixin:
         def task_page(self, device_id: str | None = None, *, after: int | None = None, limit: int = 20) -> TaskPage: ...
         def projects(self) -> list[Project]: ...
         def project(self, project_id: str) -> ProjectDetail: ...
-        def create_project(self, name: str) -> ProjectCreated: ...
         def camera_credentials(self, dev_id: str) -> CameraCredentials: ...
         def notification(self, ticket: str, *, action: str = "upload") -> Notification: ...
         def upload_url(self, filename: str, size: int | None = None) -> UploadTarget: ...
@@ -348,6 +356,36 @@ class LegacyClientMixin:
         """One project with its profiles and plates, as the cloud sends it."""
         detail = self.project(project_id)
         return Record(detail.raw, source=detail)
+
+    def create_project(self, name: str, **kwargs: Any) -> ProjectCreated:
+        """Create a project, as :meth:`BambuClient.create_project`; the older extra keywords are sent.
+
+        The older package put ``**kwargs`` into the request body beside ``name``; so does this,
+        with a :class:`~bambulab.compat.LegacyWarning` naming them, because the cloud documents
+        no field but ``name`` when a project is created (look at :meth:`get_project` for their
+        effect). ``None`` values are left out, as in every request. To attach a file, use
+        ``upload_file(path, project_id=...)`` or ``set_project_file()``.
+        """
+        if not kwargs:
+            created: ProjectCreated = super().create_project(name)  # type: ignore[misc]  # the modern one
+            return created
+        try:
+            json.dumps(kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"create_project(): extra fields must be JSON values ({exc})") from None
+        sent = sorted(k for k, v in kwargs.items() if v is not None)
+        unset = sorted(k for k, v in kwargs.items() if v is None)
+        what = f"sent {', '.join(sent)} in the request body as given, as the older package did" if sent else ""
+        if unset:
+            what += ("; " if what else "") + f"left out {', '.join(unset)} (None values are not sent)"
+        warnings.warn(
+            f"create_project(): {what}. The cloud documents only 'name' when creating a project, so extra "
+            "fields may have no effect (check get_project()). Use create_project(name), then "
+            "upload_file(path, project_id=...) or set_project_file() to attach the print file",
+            LegacyWarning,
+            stacklevel=2,
+        )
+        return self._call(LEGACY_CREATE_PROJECT, name=name, fields=kwargs)
 
     # -- camera ------------------------------------------------------------------------------
 
