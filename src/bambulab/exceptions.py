@@ -152,3 +152,27 @@ class UnsupportedError(BambuError):
 
 class SimulatorError(BambuError):
     """The virtual printer could not start or was used wrongly."""
+
+
+class HistoryError(BambuError):
+    """Bad history input (a filter, a time), or a history store that cannot be used."""
+
+
+class StoreUnavailableError(HistoryError):
+    """The history database cannot be reached, or a query or write failed there (retrying may help)."""
+
+
+class ControlError(BambuError):
+    """A gateway control call that did not happen or failed: HTTP ``status``, a stable ``code``, the
+    printer's own code when it sent one. ``str()`` is the human text (no secrets)."""
+
+    def __init__(self, status: int, code: str, message: str, printer_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.printer_code = printer_code
+
+
+class UnknownCameraError(BambuError, KeyError):
+    """No printer with that serial in the gateway's fleet (camera lookup)."""

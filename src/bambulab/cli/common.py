@@ -73,6 +73,8 @@ ENVIRONMENT: dict[str, str] = {
     "BAMBU_PROXY_TOKENS": "proxy: the custom-token file",
     "BAMBU_PROXY_ADMIN_TOKEN": "proxy: the admin token (instead of a file)",
     "BAMBU_SIM_HOST": "sim: the address the virtual printers listen on",
+    "BAMBU_GATEWAY_CONFIG": "gateway, history: the farm's TOML file",
+    "BAMBU_HISTORY_DB": "history: a SQLite file or a postgresql:// URL",
 }
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 from bambulab.config import ConfigError
-from bambulab.exceptions import BambuError
+from bambulab.exceptions import BambuError, HistoryError, StoreUnavailableError
 from bambulab.protocol.views import GcodeState, PrinterStatus
 
 __all__ = [
@@ -73,14 +73,6 @@ ENDED_RESULTS: Final = frozenset(RESULTS) - {"running"}
 CANCELLED_ERROR: Final = 0x0300400C  # print_error after a stop: "the print was cancelled"
 _ACTIVE: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.PAUSE, GcodeState.SLICING})
 _PLATE = re.compile(r"plate_(\d+)\.gcode", re.I)
-
-
-class HistoryError(BambuError):
-    """Bad history input (a filter, a time), or a store that cannot be used."""
-
-
-class StoreUnavailableError(HistoryError):
-    """The database cannot be reached, or a query or write failed there (retrying may help)."""
 
 
 # --------------------------------------------------------------------------- config

@@ -43,6 +43,7 @@ from bambulab.exceptions import (
     BambuConnectionError,
     BambuError,
     BambuTimeoutError,
+    UnknownCameraError,
     UnsupportedError,
 )
 from bambulab.protocol.models import CameraKind
@@ -56,10 +57,6 @@ BOUNDARY = "bambuframe"
 _FIRST_FRAME_TIMEOUT = 20.0
 #: Wait between reconnect attempts while viewers still watch a failed camera.
 _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0)
-
-
-class UnknownCameraError(BambuError, KeyError):
-    """No printer with that serial in the fleet."""
 
 
 CameraLookup = Callable[[str], Any]

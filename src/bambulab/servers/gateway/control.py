@@ -25,6 +25,7 @@ from bambulab.exceptions import (
     BambuError,
     BambuTimeoutError,
     CommandFailedError,
+    ControlError,
     NotConnectedError,
     SignatureRequiredError,
 )
@@ -91,18 +92,6 @@ async def _run(member: Member, action: str, body: dict[str, Any]) -> dict[str, A
     if action == "clear_hms":
         return await printer.clean_print_error()
     raise _BadRequest(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
-
-
-class ControlError(BambuError):
-    """A control call that did not happen or failed: HTTP ``status``, a stable ``code``, the
-    printer's own code when it sent one. ``str()`` is the human text (no secrets)."""
-
-    def __init__(self, status: int, code: str, message: str, printer_code: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.printer_code = printer_code
 
 
 def _failure(exc: BambuError) -> ControlError:
