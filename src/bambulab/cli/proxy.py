@@ -18,7 +18,6 @@ import asyncio
 import ipaddress
 import os
 import re
-import ssl
 import sys
 import time
 from dataclasses import asdict
@@ -29,6 +28,7 @@ import click
 
 from bambulab.cli.common import emit, token_path
 from bambulab.config import config_path
+from bambulab.transports.tls import cloud_ssl_context
 
 __all__ = ["proxy"]
 
@@ -87,8 +87,8 @@ def _serve(mode: str, **opts: Any) -> None:
     tokens = TokenManager(_tokens_path(opts["tokens_file"]))
     if len(tokens) == 0:
         click.echo(f"note: {tokens.path} has no tokens yet: add one with bambu proxy tokens add", err=True)
-    upstream_ctx = ssl.create_default_context(cafile=opts["ca_file"]) if opts["ca_file"] else None
-    mqtt_ctx = ssl.create_default_context(cafile=opts["mqtt_ca_file"]) if opts["mqtt_ca_file"] else None
+    upstream_ctx = cloud_ssl_context(ca_file=opts["ca_file"]) if opts["ca_file"] else None
+    mqtt_ctx = cloud_ssl_context(ca_file=opts["mqtt_ca_file"]) if opts["mqtt_ca_file"] else None
     log_stream = None
     if opts["access_log"] == "-":
         log_stream = sys.stdout

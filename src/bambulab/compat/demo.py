@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from bambulab.sim import Simulator, VirtualPrinter
 from bambulab.sim.cloud import FakeCloud
 from bambulab.sim.demo import demo_project
+from bambulab.transports.tls import cloud_ssl_context
 
 __all__ = ["LegacyDemo"]
 
@@ -104,7 +105,7 @@ class LegacyDemo:
     def broker(self) -> dict[str, Any]:
         """``host``, ``port``, ``ssl_context``, ``server_hostname`` of the fake cloud's MQTT broker."""
         return {"host": "127.0.0.1", "port": self.cloud.mqtt_port, "server_hostname": "us.mqtt.bambulab.com",
-                "ssl_context": ssl.create_default_context(cadata=self.cloud.ca_pem.decode())}
+                "ssl_context": cloud_ssl_context(ca_data=self.cloud.ca_pem.decode())}
 
     @property
     def mqtt_client_options(self) -> dict[str, Any]:

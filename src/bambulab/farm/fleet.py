@@ -26,7 +26,6 @@ import contextlib
 import itertools
 import logging
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -47,6 +46,7 @@ from bambulab.exceptions import BambuError
 from bambulab.farm.config import CloudConfig, PrinterConfig
 from bambulab.farm.summary import SummaryCache, diff_summary, hms_json, iso_time, render_summary, summary_fragments
 from bambulab.printer import BasePrinter, Printer
+from bambulab.transports.tls import cloud_ssl_context
 
 __all__ = ["EventKind", "Fleet", "FleetEvent", "FleetSubscription", "Member"]
 
@@ -699,7 +699,7 @@ def _cloud_connection(cfg: CloudConfig) -> Any:
 
     ctx = cfg.options.get("ssl_context")
     if ctx is None and cfg.ca_file is not None:
-        ctx = ssl.create_default_context(cafile=cfg.ca_file)
+        ctx = cloud_ssl_context(ca_file=cfg.ca_file)
     return CloudConnection(
         cfg.token, devices=cfg.devices, region=cfg.region, host=cfg.host, port=cfg.port,
         ssl_context=ctx, server_hostname=cfg.server_hostname, api_url=cfg.api_url, watchdog=cfg.watchdog,

@@ -43,6 +43,7 @@ from bambulab._version import __version__
 from bambulab.config import ConfigError
 from bambulab.exceptions import AuthenticationError, BambuError
 from bambulab.transports.mqtt import MqttConnection, Will
+from bambulab.transports.tls import cloud_ssl_context
 
 __all__ = [
     "BUTTONS",
@@ -408,7 +409,7 @@ class MqttPublisher:
     def _connection(self) -> MqttConnection:
         context: ssl.SSLContext | None = None
         if self.config.tls:
-            context = ssl.create_default_context(cafile=self.config.ca_file)
+            context = cloud_ssl_context(ca_file=self.config.ca_file)
         return MqttConnection(
             self.config.host, self.config.port,
             on_message=self._on_message, username=self.config.username, password=self._password,

@@ -108,11 +108,11 @@ def default_printer_context(insecure: bool = False) -> ssl.SSLContext:
     return printer_ssl_context(insecure=insecure)
 
 
-def cloud_ssl_context(*, ca_file: str | None = None) -> ssl.SSLContext:
+def cloud_ssl_context(*, ca_file: str | None = None, ca_data: str | None = None) -> ssl.SSLContext:
     """A context for the Bambu cloud (MQTT broker, HTTP API): a public web certificate, so the chain
-    *and* the host name are checked against the system's CA store, or against ``ca_file`` only
-    (a private broker, the fake cloud)."""
-    return ssl.create_default_context(cafile=ca_file)
+    *and* the host name are checked against the system's CA store, or against ``ca_file`` /
+    ``ca_data`` (PEM text) only (a private broker, the fake cloud)."""
+    return ssl.create_default_context(cafile=ca_file, cadata=ca_data)
 
 
 _UNCHECKED_WARNED: set[str] = set()
