@@ -115,7 +115,7 @@ def test_full_mode_against_the_fake_cloud(stack: Stack, http: httpx2.Client) -> 
 
 
 def test_expect_100_continue_is_answered_before_the_body_is_sent(echo: tuple[str, str]) -> None:
-    """The head-with-body write of the proxy's server never holds back an interim ``100 Continue``."""
+    """An upload that waits for ``100 Continue`` gets it (from uvicorn, when the proxy reads the body)."""
     import socket
     from urllib.parse import urlsplit
 

@@ -6,59 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import Generator
 from types import TracebackType
-from typing import Any, cast
 
 import uvicorn
 
 from bambulab.servers.proxy.app import ProxyApp
 
-try:  # uvicorn's fast parser when installed (the server extra has it), else its h11 one
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpProtocol
-except ImportError:  # pragma: no cover - depends on the installed extras
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _HttpProtocol  # type: ignore[assignment]
-
 __all__ = ["ProxyServer"]
-
-
-class _OneWrite:
-    """A transport that sends a response's head together with the body write that follows it.
-
-    uvicorn writes the status line and headers as soon as the app sends ``http.response.start``,
-    then the body on ``http.response.body``: two ``send()`` calls, two loopback packets, for what
-    the proxy always sends in one go. The head is held until the next write (or the end of the
-    current event-loop step, so a head whose body comes later is never held back); ``100
-    Continue`` goes out at once. Everything else is the real transport's.
-    """
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._head: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        if self._head is not None:
-            data, self._head = self._head + data, None
-        elif data.startswith(b"HTTP/1.1 ") and data[9:10] != b"1" and data.endswith(b"\r\n\r\n"):
-            self._head = data
-            asyncio.get_running_loop().call_soon(self.flush)
-            return
-        self._transport.write(data)
-
-    def flush(self) -> None:
-        if self._head is not None:
-            data, self._head = self._head, None
-            self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _Protocol(_HttpProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(cast(asyncio.Transport, _OneWrite(cast(asyncio.Transport, transport))))
 
 
 class _Server(uvicorn.Server):
@@ -99,7 +52,7 @@ class ProxyServer:
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off", server_header=False,
             timeout_graceful_shutdown=2, ws="none", ssl_certfile=certfile, ssl_keyfile=keyfile,
             proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips,
-            backlog=1024, http=_Protocol,
+            backlog=1024,
         )
         self._server = _Server(config, handle_signals=handle_signals)
         self._task: asyncio.Task[None] | None = None
