@@ -357,14 +357,20 @@ def report(results: list[Result], sequential: dict[str, float], clients: int,
         goals["uncached_added_p50_ms_one_client"] = round(sequential["ours (uncached)"] - sequential["direct"], 3)
     if paced and "ours (uncached)" in paced:
         goals["uncached_added_p50_ms_paced"] = round(paced["ours (uncached)"] - paced["direct"], 3)
-    return {"clients": clients, "rows": rows, "sequential_p50_ms": sequential, "goals": goals,
+    try:  # uvicorn's parser (both the proxy and the fake cloud run on uvicorn): it moves every figure
+        import httptools  # noqa: F401
+
+        parser = "httptools"
+    except ImportError:
+        parser = "h11"
+    return {"clients": clients, "rows": rows, "sequential_p50_ms": sequential, "goals": goals, "http_parser": parser,
             "paced_rate": rate, "paced_p50_ms": paced or {},
             "cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
 
 
 def print_table(data: dict[str, Any]) -> None:
     print(f"{data['clients']} concurrent clients, GET {BIND}; {data['cpus']} CPUs, "
-          f"load average {data['load_average']:.1f} at the end (shared machine)")
+          f"load average {data['load_average']:.1f} at the end (shared machine); uvicorn with {data['http_parser']}")
     print(f"{'':22} {'req/s':>8} {'200/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'upstream':>9} {'refused':>8} "
           f"{'x theirs':>9} {'% direct':>9} {'proxy CPU':>10} {'cloud CPU':>10}")
     for row in data["rows"]:
