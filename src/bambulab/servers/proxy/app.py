@@ -262,6 +262,7 @@ class ProxyApp:
         )
 
     async def aclose(self) -> None:
+        self.access.flush()
         await self.realtime.close()
         if self._upstream is not None:
             await self._upstream.aclose()
