@@ -138,3 +138,21 @@ def test_serves_tls_with_its_own_certificate(stack: Stack, tmp_path: Path) -> No
             client.get(server.url + "/health")  # an unknown CA is refused by the client, as it should be
     finally:
         stack.call(server.stop())
+
+
+def test_the_access_log_reaches_its_file_while_the_proxy_runs(stack: Stack, http: httpx2.Client,
+                                                              tmp_path: Path) -> None:
+    """Lines are flushed in batches (not one system call per request), yet appear within moments."""
+    tokens = stack.tokens("flushed.json")
+    custom = tokens.add(stack.alice_real, name="flushed")
+    path = tmp_path / "access.log"
+    with path.open("a", encoding="utf-8") as stream:
+        _, url = stack.proxy(tokens, access_log=stream)
+        for _ in range(3):
+            assert http.get(url + BIND, headers={"Authorization": f"Bearer {custom}"}).status_code == 200
+        deadline = time.monotonic() + 5
+        while len(path.read_text().splitlines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all('"label":"flushed"' in line for line in lines)
+    assert custom not in "".join(lines)

@@ -112,3 +112,28 @@ def test_full_mode_against_the_fake_cloud(stack: Stack, http: httpx2.Client) -> 
     status, _ = raw_request(url, "GET", b"/v1//iot-service/api/user/bind", auth)
     assert [q.path for q in stack.requests()] == ["/v1//iot-service/api/user/bind"] and status == 404
     assert json.dumps(names)  # keep mypy quiet about unused
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(echo: tuple[str, str]) -> None:
+    """An upload that waits for ``100 Continue`` gets it (from uvicorn, when the proxy reads the body)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url, custom = echo
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    body = b'{"waited": true}'
+    head = (f"POST /v1/continue HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\nAuthorization: Bearer {custom}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n"
+            "Connection: close\r\n\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head)
+        interim = sock.recv(65536)  # a timeout here (the body never sent) fails the test
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        chunks = [interim.partition(b"\r\n\r\n")[2]]
+        while data := sock.recv(65536):
+            chunks.append(data)
+    response = b"".join(chunks)
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(response.partition(b"\r\n\r\n")[2])["body"] == body.decode()

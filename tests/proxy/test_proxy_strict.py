@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proxytools import Stack, raw_request
 
+from bambulab.servers.proxy.app import _filter_strict
 from bambulab.servers.proxy.rules import RULES, _PathRefused, match, normalise_path
 
 ALLOWED = [r.pattern.replace("[A-Za-z0-9_.-]{1,64}", "123") for r in RULES if r.strict and not r.local]
@@ -124,3 +125,25 @@ def test_refusals_name_the_rule(stack: Stack, strict_proxy: tuple[str, str], htt
     # Normalised forms of an allowed path do go through, as the canonical path.
     assert raw_request(url, "GET", b"//v1/iot-service/./api/user/%62ind/", auth)[0] == 200
     assert [q.path for q in stack.requests()] == ["/v1/iot-service/api/user/bind"]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"devices":[{"dev_id":"1","dev_access_code":"12345678"}]}',
+    b' \r\n{"devices":[{"dev_id":"1","Dev_Access_Code":"12345678"}]}',  # whitespace before the JSON
+    b'\xef\xbb\xbf{"access_code":"12345678","dev_id":"1"}',  # a UTF-8 byte-order mark
+    '{"accessCode":"12345678","dev_id":"1"}'.encode("utf-16"),  # JSON in UTF-16 (NUL bytes)
+    b'{"dev_\\u0061ccess_code":"12345678","dev_id":"1"}',  # the key spelled with an escape
+])
+def test_the_strict_filter_finds_an_access_code_however_the_json_spells_it(body: bytes) -> None:
+    out = _filter_strict(body)
+    assert b"12345678" not in out
+    assert "1" in json.dumps(json.loads(out))
+
+
+@pytest.mark.parametrize("body", [
+    b'{"devices":[{"dev_id":"1","name":"P1S"}]}',  # nothing to remove: the very same bytes come back
+    b"<html>access_code</html>",  # not JSON: passes unchanged
+    b'"access_code"',  # JSON, but a string, not a key
+])
+def test_the_strict_filter_leaves_a_body_without_access_codes_byte_for_byte(body: bytes) -> None:
+    assert _filter_strict(body) is body

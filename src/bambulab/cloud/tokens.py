@@ -36,6 +36,7 @@ lock out the clients that already hold them.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import hmac
 import json
@@ -87,9 +88,12 @@ class TokenGrant:
     scope: str
     expires: float | None
 
-    @property
+    @functools.cached_property
     def account(self) -> str:
-        """A stable, non-secret key for the real account (rate limits and caches are kept per account)."""
+        """A stable, non-secret key for the real account (rate limits and caches are kept per account).
+
+        Cached: the proxy asks for it several times per request, and a hash each time shows in its profile.
+        """
         return hashlib.sha256(b"bambulab-proxy-account:" + self.real_token.encode()).hexdigest()[:24]
 
 

@@ -289,8 +289,10 @@ class AsyncPassThrough:
                         conn.writer.write(conn.h11.send(h11.Data(data=chunk)) or b"")
                         await conn.writer.drain()
             conn.writer.write(conn.h11.send(h11.EndOfMessage()) or b"")
-            async with asyncio.timeout(seconds):
-                await conn.writer.drain()
+            transport = conn.writer.transport
+            if transport.get_write_buffer_size() or transport.is_closing():  # else all is sent: no timer
+                async with asyncio.timeout(seconds):
+                    await conn.writer.drain()
         except TimeoutError:
             raise BambuTimeoutError(f"{where}: the upload did not finish within {seconds} s") from None
         except h11.LocalProtocolError as exc:

@@ -72,6 +72,7 @@ _SMUGGLING = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-
                         b"x-original-url", b"x-rewrite-url", b"x-original-method", b"x-override-url"})
 _OVERRIDE_PARAM = re.compile(r"(?:^|&)(?:_method|x-http-method-override|_httpmethod)(?:=|&|$)", re.IGNORECASE)
 _ACCESS_CODE_KEYS = frozenset({"dev_access_code", "access_code", "accesscode"})
+_ACCESS_CODE_BYTES = (b"access_code", b"accesscode")  # every key above contains one of these
 _JSON = (b"content-type", b"application/json")
 
 
@@ -167,9 +168,14 @@ def _strip_access_codes(value: Any, depth: int = 0) -> tuple[Any, bool]:
 
 
 def _filter_strict(body: bytes) -> bytes:
-    """A JSON body without access codes (non-JSON bodies pass unchanged: they cannot hold one by name)."""
-    head = body[:1]
-    if head not in (b"{", b"["):
+    """A JSON body without access codes; anything else passes unchanged (it cannot hold one by name).
+
+    Parsed and serialised again only when it might name one: a body whose lower-case bytes hold
+    no access-code key, no ``\\u`` escape (which could spell one) and no NUL (UTF-16/32 JSON)
+    passes as it is, without the cost of a round trip through :mod:`json`.
+    """
+    lower = body.lower()
+    if b"\x00" not in body and b"\\u" not in lower and not any(key in lower for key in _ACCESS_CODE_BYTES):
         return body
     try:
         data = json.loads(body)
@@ -199,6 +205,7 @@ class _Metrics:
         self.sessions = Gauge("bambu_proxy_realtime_sessions", "Open real-time (cloud MQTT) sessions",
                               registry=self.registry)
         self._children: dict[tuple[str, str, str], Any] = {}
+        self._upstream_children: dict[str, Any] = {}
 
     def count(self, route: str, status: int, cache: str) -> None:
         key = (route, str(status), cache)
@@ -206,6 +213,12 @@ class _Metrics:
         if child is None:
             child = self._children[key] = self.requests.labels(*key)
         child.inc()
+
+    def upstream_seconds(self, route: str, seconds: float) -> None:
+        child = self._upstream_children.get(route)
+        if child is None:  # labels() takes a lock and builds the key each time: once per route
+            child = self._upstream_children[route] = self.upstream.labels(route)
+        child.observe(seconds)
 
 
 class ProxyApp:
@@ -249,6 +262,7 @@ class ProxyApp:
         )
 
     async def aclose(self) -> None:
+        self.access.flush()
         await self.realtime.close()
         if self._upstream is not None:
             await self._upstream.aclose()
@@ -441,7 +455,7 @@ class ProxyApp:
         except (BambuConnectionError, ValueError):
             raise _Refusal(502, "upstream_unreachable", "the Bambu cloud cannot be reached") from None
         finally:
-            self.metrics.upstream.labels(rule.name if rule else "other").observe(time.perf_counter() - started)
+            self.metrics.upstream_seconds(rule.name if rule else "other", time.perf_counter() - started)
         return stream
 
     def _judge(self, grant: TokenGrant, stream: HttpStream) -> None:
