@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import h11
 
 from bambulab.exceptions import BambuConnectionError, BambuTimeoutError
+from bambulab.transports.tls import cloud_ssl_context
 
 __all__ = ["AsyncPassThrough", "HttpStream"]
 
@@ -206,7 +207,7 @@ class AsyncPassThrough:
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None:
-            ctx = (self._ssl or ssl.create_default_context()) if scheme == "https" else None
+            ctx = (self._ssl or cloud_ssl_context()) if scheme == "https" else None
             pool = self._pools[key] = _Pool(scheme, host, port, ctx, self._max, self._idle_timeout)
         return pool
 
