@@ -90,7 +90,9 @@ async def test_a_stalled_printer_goes_offline_keeps_its_state_and_comes_back(env
         assert stale["age_seconds"] >= 1.0
     finally:
         vp.stall(False)
-    await wait(lambda: member.fresh)
+    # Recovery, not its speed, is the point. It once took longer than 10 s in a full run on a loaded
+    # machine (cause not found; alone it takes about 1 s), so the bound here is wider.
+    await wait(lambda: member.fresh, limit=3 * TIMEOUT)
     assert bystander.fresh and bystander.reconnects == 0
 
 
