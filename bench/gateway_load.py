@@ -96,7 +96,7 @@ async def sim_main(count: int, folder: Path, mark_interval: float) -> None:
             await vp.start_print("job.gcode.3mf")
             printers.append(vp)
         ca = sim.write_ca(folder / "ca.pem")
-        # History on (farmdata's SQLite store), sampling telemetry every 10 s per printer.
+        # History on (the SQLite store), sampling telemetry every 10 s per printer.
         toml = ["[gateway]", "port = 0", "", "[history]", f'path = "{folder / "history.sqlite3"}"',
                 "sample_interval = 10.0", ""]
         for vp in printers:

@@ -120,7 +120,7 @@ async def test_etag_gives_304_until_the_state_changes(farm: Farm) -> None:
 async def test_gateway_info(farm: Farm) -> None:
     info = await farm.get_json("/api/v1/gateway")
     assert info["printers"] == 5 and info["control_enabled"] is True
-    assert info["history"] is True  # the demo keeps history in memory (farmdata's service)
+    assert info["history"] is True  # the demo keeps history in memory
 
 
 # ---------------------------------------------------------------------------------------- legacy

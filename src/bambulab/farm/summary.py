@@ -1,7 +1,7 @@
 """Pure JSON summaries of one printer (the shape of ``/api/v1/printers``, SSE deltas, the dashboard).
 
 :func:`build_summary` turns a :class:`~bambulab.protocol.views.PrinterStatus` into the contract's
-summary dict (see CONTRACT.md / docs/gateway-api.md). Everything here is pure: no clock, no I/O;
+summary dict (see docs/gateway-api.md). Everything here is pure: no clock, no I/O;
 the connection facts (``online``, ``last_seen``, ``age_seconds``) are added by the caller at the
 moment it serves the summary, so a cached summary is never served as fresh.
 

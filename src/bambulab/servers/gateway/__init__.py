@@ -41,7 +41,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig | None = None, *, fleet: Fleet | None = None) -> None:
         self.config = config or GatewayConfig()
         self.fleet = fleet or Fleet(coalesce=self.config.coalesce_ms / 1000, stale_after=self.config.stale_after)
-        #: Set by farmdata's history service when history is enabled.
+        #: Set by the history service (farm.history) when history is enabled.
         self.history: Any = None
         #: Set by the dashboard: serves ``/`` to browsers (``Accept: text/html``).
         self.html_index: Callable[[Any], Awaitable[Any]] | None = None
