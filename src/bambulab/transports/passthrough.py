@@ -4,13 +4,20 @@ Why not :mod:`bambulab.transports.http` (httpx2)? A proxy sends every request as
 method, the raw query, any body, streamed both ways - and does so under load. httpx2's pool
 probes every idle connection's socket on each request, which at twenty concurrent requests costs
 more than the upstream's own work (measured: the proxy reached a fifth of the upstream's rate).
-This module speaks HTTP/1.1 with ``h11`` over asyncio streams: one pool per origin, connections
-reused while both sides keep them, a reused connection that turns out to be closed retried once
-on a fresh one (only for idempotent methods whose body can be sent again), nothing else.
+An earlier version of this module used ``h11`` over asyncio streams; parsing the answers and
+validating the requests in pure Python was then half of the proxy's CPU per uncached request.
+
+So each connection is an :class:`asyncio.Protocol` whose answers are parsed by ``httptools``
+(llhttp, in C), and a request is written as one buffer after a check of its method, target and
+headers. One pool per origin; connections reused while both sides keep them; a reused connection
+that turns out to be closed is retried once on a fresh one (only for idempotent methods whose
+body can be sent again); nothing else.
 
 * No cookies are kept and no redirects followed; the caller sets every header except ``Host``
   and the body framing (``Content-Length`` / ``Transfer-Encoding``), which come from the body.
 * The body comes back as the server sent it (``Accept-Encoding`` is the caller's business).
+* Bounded: the status line and headers may take 64 KiB; a body is read ahead by at most
+  ``_READ_AHEAD`` bytes (plus one socket read) before the socket is paused for the reader.
 * Failures map as in :mod:`bambulab.transports.http`: no connection, a reset or a protocol error
   raise :class:`~bambulab.exceptions.BambuConnectionError`, silence past the timeout
   :class:`~bambulab.exceptions.BambuTimeoutError`. Messages name the method, host and path, never
@@ -20,8 +27,8 @@ on a fresh one (only for idempotent methods whose body can be sent again), nothi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import re
 import ssl
 import time
 from collections import deque
@@ -29,7 +36,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import h11
+import httptools
 
 from bambulab.exceptions import BambuConnectionError, BambuTimeoutError
 from bambulab.transports.tls import cloud_ssl_context
@@ -38,29 +45,243 @@ __all__ = ["AsyncPassThrough", "HttpStream"]
 
 log = logging.getLogger(__name__)
 
-_READ = 65536
+_MAX_HEAD = 65536
+_READ_AHEAD = 256 * 1024
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_BAD_VALUE = re.compile(r"[\x00\r\n]")
+_OWS = " \t"
 
 
 def _where(method: str, scheme: str, host: str, port: int, path: str) -> str:
     return f"{method} {scheme}://{host}:{port}{path}"
 
 
-@dataclass(eq=False)
-class _Conn:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    h11: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=65536))
-    idle_since: float = 0.0
-    reused: bool = False
+class _Closed(Exception):
+    """The connection ended (reset, EOF or a protocol error); ``answered`` if any byte had come."""
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection: the socket's events and the parser's callbacks meet here.
+
+    An exchange starts with :meth:`begin` (a fresh parser for the answer); the reader awaits the
+    head with :meth:`head` and the body with :meth:`chunk`. ``done`` once the answer has ended.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.dirty = False  # bytes came that belong to no exchange: never reuse
+        self.reused = False
+        self.idle_since = 0.0
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head_only = False
+        self._status = 0
+        self._headers: list[tuple[str, str]] = []
+        self._head_done = False
+        self._head_size = 0
+        self._messages = 0
+        self._until_close = False
+        self._keep_alive = False
+        self._body: deque[bytes] = deque()
+        self._buffered = 0
+        self._read_paused = False
+        self.done = False
+        self._error: _Closed | None = None
+        self._answered = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+
+    # ---------------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's too)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None or self.done:
+            self.dirty = True  # an answer nobody asked for
+            self.close()
+            return
+        self._answered = True
+        if not self._head_done:
+            self._head_size += len(data)
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("the server switched protocols")
+        except httptools.HttpParserError:
+            self._fail("the server broke the HTTP protocol")
+        if not self._head_done and self._head_size > _MAX_HEAD and self._error is None:
+            self._fail(f"the server sent more than {_MAX_HEAD} bytes of headers")
+
+    def eof_received(self) -> bool | None:
+        return False  # close the transport; connection_lost tells the rest
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._parser is not None and not self.done:
+            if self._head_done and self._until_close and exc is None:
+                self._complete()  # a body delimited by the end of the connection
+            else:
+                self._fail("the connection closed" if exc is None else f"the connection failed ({type(exc).__name__})")
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_exception(_Closed("the connection closed", answered=self._answered))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # ---------------------------------------------------------------- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._messages += 1
+        if self.done:  # a second answer to one request: the connection is out of step
+            self.dirty = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.done:
+            self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        if self.done:
+            return
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # informational: the real answer follows
+            self._headers = []
+            self._messages -= 1
+            return
+        self._status = status
+        self._head_done = True
+        self._keep_alive = parser.should_keep_alive()
+        if not (self._head_only or status in (204, 304)):
+            self._until_close = not any(k in ("content-length", "transfer-encoding") for k, _ in self._headers)
+        self._wake()
+        if self._head_only:
+            self._complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.done:
+            return
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > _READ_AHEAD and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._head_done and not self.done:
+            self._complete()
+
+    # ---------------------------------------------------------------- the exchange
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof() and not self.reader._buffer  # type: ignore[attr-defined]
+        transport = self.transport
+        return (not self.closed and not self.dirty and transport is not None and not transport.is_closing()
+                and self._keep_alive and self.done and not self._body)
+
+    def begin(self, head_only: bool) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_only = head_only
+        self._status, self._headers, self._head_done, self._head_size = 0, [], False, 0
+        self._messages, self._until_close, self._keep_alive = 0, False, False
+        self._body.clear()
+        self._buffered = 0
+        self.done = False
+        self._error = None
+        self._answered = False
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise _Closed("the connection closed", answered=self._answered)
+        self.transport.write(data)
+
+    async def drain(self, seconds: float) -> None:
+        if self.closed:
+            raise _Closed("the connection closed", answered=self._answered)
+        if not self._write_paused:
+            return
+        drain = self._drain = self.loop.create_future()
+        handle = self.loop.call_later(seconds, _expire, drain)
+        try:
+            await drain
+        finally:
+            handle.cancel()
+
+    async def head(self, seconds: float) -> tuple[int, tuple[tuple[str, str], ...]]:
+        while not self._head_done:
+            await self._wait(seconds)
+        return self._status, tuple(self._headers)
+
+    async def chunk(self, seconds: float) -> bytes | None:
+        """The next piece of the body, or None at its end."""
+        while not self._body:
+            if self.done:
+                return None
+            await self._wait(seconds)
+        data = self._body.popleft()
+        self._buffered -= len(data)
+        if self._read_paused and self._buffered <= _READ_AHEAD // 2 and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def _wait(self, seconds: float) -> None:
+        if self._error is not None:
+            raise self._error
+        waiter = self._waiter = self.loop.create_future()
+        handle = self.loop.call_later(seconds, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None
+        if self._error is not None:
+            raise self._error
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _complete(self) -> None:
+        self.done = True
+        if self._messages > 1:
+            self.dirty = True
+        self._wake()
+
+    def _fail(self, message: str) -> None:
+        if self._error is None:
+            self._error = _Closed(message, answered=self._answered)
+        self.close()
+        self._wake()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 class _Pool:
@@ -80,14 +301,15 @@ class _Pool:
                 conn.reused = True
                 return conn
             conn.close()
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(seconds):
-            reader, writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None, limit=_READ * 4)
-        return _Conn(reader, writer)
+            _, conn = await loop.create_connection(
+                lambda: _Conn(loop), self.host, self.port, ssl=self.ssl,
+                server_hostname=self.host if self.ssl else None)
+        return conn
 
     def put(self, conn: _Conn) -> None:
-        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE and len(self.idle) < self.size:
-            conn.h11.start_next_cycle()
+        if conn.usable() and len(self.idle) < self.size:
             conn.idle_since = time.monotonic()
             self.idle.append(conn)
         else:
@@ -113,42 +335,42 @@ class HttpStream:
     _pool: _Pool | None = field(repr=False, default=None)
     _method: str = field(repr=False, default="GET")
     _timeout: float = field(repr=False, default=15.0)
-    _done: bool = field(repr=False, default=False)
 
     def header(self, name: str) -> str | None:
         name = name.lower()
         return next((v for k, v in reversed(self.headers) if k == name), None)
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        if conn is None or self._done:
-            return
-        while True:
-            event = await _next_event(conn, self._timeout, f"{self._method} {self.url}")
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self._done = True
-                return
-            else:  # ConnectionClosed before the end: a truncated body
-                raise BambuConnectionError(f"{self._method} {self.url}: the answer broke off")
+        while (data := await self._next()) is not None:
+            yield data
 
     async def read(self, limit: int) -> bytes:
         """The whole body; :class:`~bambulab.exceptions.BambuConnectionError` past ``limit`` bytes."""
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.iter_bytes():
+        while (chunk := await self._next()) is not None:  # no async generator: this is the hot path
             size += len(chunk)
             if size > limit:
                 raise BambuConnectionError(f"{self._method} {self.url}: the answer is larger than {limit} bytes")
             parts.append(chunk)
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _next(self) -> bytes | None:
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            return await conn.chunk(self._timeout)
+        except TimeoutError:
+            raise BambuTimeoutError(f"{self._method} {self.url}: the answer stalled for {self._timeout} s") from None
+        except _Closed:
+            raise BambuConnectionError(f"{self._method} {self.url}: the answer broke off") from None
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._done and self._pool is not None:
+        if conn.done and self._pool is not None:
             self._pool.put(conn)
         else:
             conn.close()
@@ -160,26 +382,23 @@ class HttpStream:
         await self.aclose()
 
 
-async def _next_event(conn: _Conn, seconds: float, where: str) -> object:
-    while True:
-        try:
-            event = conn.h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise BambuConnectionError(f"{where}: the server broke the HTTP protocol") from exc
-        if event is not h11.NEED_DATA:
-            return event
-        try:
-            async with asyncio.timeout(seconds):
-                data = await conn.reader.read(_READ)
-        except TimeoutError:
-            raise BambuTimeoutError(f"{where}: no answer within {seconds} s") from None
-        except OSError as exc:
-            raise BambuConnectionError(f"{where}: the connection failed ({type(exc).__name__})") from exc
-        conn.h11.receive_data(data)
-
-
 class _Stale(Exception):
     """A reused connection was closed by the server before it answered: send again on a new one."""
+
+
+def _request_head(method: str, target: str, headers: list[tuple[str, str]], where: str) -> bytes:
+    if not _TOKEN.fullmatch(method) or not target or _BAD_TARGET.search(target):
+        raise ValueError(f"{where}: the request cannot be sent as HTTP/1.1")
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise ValueError(f"{where}: the request cannot be sent as HTTP/1.1")
+        lines.append(f"{name}: {value.strip(_OWS)}\r\n")
+    lines.append("\r\n")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: the request cannot be sent as HTTP/1.1") from None
 
 
 class AsyncPassThrough:
@@ -231,11 +450,20 @@ class AsyncPassThrough:
         target = (parts.path or "/") + (f"?{query}" if query else "")
         host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
         out = [("host", host_header)] + [(k, v) for k, v in headers if k.lower() not in _FRAMING]
-        length = next((v for k, v in headers if k.lower() == "content-length"), None)
+        length: int | None = None
+        chunked = False
         if isinstance(content, bytes | bytearray):
-            out.append(("content-length", str(len(content))))
+            length = len(content)
+            out.append(("content-length", str(length)))
         elif content is not None:
-            out.append(("content-length", length) if length is not None else ("transfer-encoding", "chunked"))
+            given = next((v for k, v in headers if k.lower() == "content-length"), None)
+            if given is not None and given.strip().isdigit():
+                length = int(given)
+                out.append(("content-length", str(length)))
+            else:
+                chunked = True
+                out.append(("transfer-encoding", "chunked"))
+        head = _request_head(method, target, out, where)
         pool = self._pool(parts.scheme, parts.hostname, port)
         started = time.monotonic()
         # Sent again on a fresh connection only when that cannot do a thing twice.
@@ -243,7 +471,8 @@ class AsyncPassThrough:
         for attempt in (1, 2):
             conn = await self._connect(pool, seconds, where)
             try:
-                status, response_headers = await self._exchange(conn, method, target, out, content, seconds, where)
+                status, response_headers = await self._exchange(
+                    conn, method, head, content, length, chunked, seconds, where)
             except _Stale:
                 conn.close()
                 if attempt == 1 and retry_ok:
@@ -253,10 +482,7 @@ class AsyncPassThrough:
                 conn.close()
                 raise
             log.debug("%s -> %d (%.0f ms)", where, status, (time.monotonic() - started) * 1000)
-            stream = HttpStream(status, response_headers, where.split(" ", 1)[1], conn, pool, method, seconds)
-            if method == "HEAD" or status in (204, 304):
-                stream._done = await self._finish(conn, seconds, where)
-            return stream
+            return HttpStream(status, response_headers, where.split(" ", 1)[1], conn, pool, method, seconds)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect(self, pool: _Pool, seconds: float, where: str) -> _Conn:
@@ -268,55 +494,48 @@ class AsyncPassThrough:
             raise BambuConnectionError(f"{where}: cannot reach the server ({type(exc).__name__})") from exc
 
     @staticmethod
-    async def _finish(conn: _Conn, seconds: float, where: str) -> bool:
-        event = await _next_event(conn, seconds, where)
-        return isinstance(event, h11.EndOfMessage)
-
-    async def _exchange(self, conn: _Conn, method: str, target: str, headers: list[tuple[str, str]],
-                        content: bytes | AsyncIterable[bytes] | None, seconds: float,
+    async def _exchange(conn: _Conn, method: str, head: bytes, content: bytes | AsyncIterable[bytes] | None,
+                        length: int | None, chunked: bool, seconds: float,
                         where: str) -> tuple[int, tuple[tuple[str, str], ...]]:
+        conn.begin(head_only=method == "HEAD")
         try:
-            request = h11.Request(method=method, target=target, headers=headers)
-        except h11.LocalProtocolError as exc:
-            raise ValueError(f"{where}: the request cannot be sent as HTTP/1.1") from exc
-        try:
-            conn.writer.write(conn.h11.send(request) or b"")
             if isinstance(content, bytes | bytearray):
-                if content:
-                    conn.writer.write(conn.h11.send(h11.Data(data=bytes(content))) or b"")
-            elif content is not None:
-                async for chunk in content:
-                    if chunk:
-                        conn.writer.write(conn.h11.send(h11.Data(data=chunk)) or b"")
-                        await conn.writer.drain()
-            conn.writer.write(conn.h11.send(h11.EndOfMessage()) or b"")
-            transport = conn.writer.transport
-            if transport.get_write_buffer_size() or transport.is_closing():  # else all is sent: no timer
-                async with asyncio.timeout(seconds):
-                    await conn.writer.drain()
+                if len(content) < 65536:  # one write, one segment
+                    conn.write(head + bytes(content))
+                else:
+                    conn.write(head)
+                    conn.write(bytes(content))
+            else:
+                conn.write(head)
+                if content is not None:
+                    sent = 0
+                    async for chunk in content:
+                        if not chunk:
+                            continue
+                        sent += len(chunk)
+                        if length is not None and sent > length:
+                            raise BambuConnectionError(f"{where}: the request body does not match its length")
+                        conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                        await conn.drain(seconds)
+                    if chunked:
+                        conn.write(b"0\r\n\r\n")
+                    elif length is not None and sent != length:
+                        raise BambuConnectionError(f"{where}: the request body does not match its length")
+            await conn.drain(seconds)
         except TimeoutError:
             raise BambuTimeoutError(f"{where}: the upload did not finish within {seconds} s") from None
-        except h11.LocalProtocolError as exc:
-            raise BambuConnectionError(f"{where}: the request body does not match its length") from exc
-        except OSError as exc:
-            if conn.reused:
-                raise _Stale from exc
-            raise BambuConnectionError(f"{where}: the connection failed ({type(exc).__name__})") from exc
-        while True:
-            try:
-                event = await _next_event(conn, seconds, where)
-            except BambuConnectionError:
-                if conn.reused:  # closed by the server while idle: nothing of an answer arrived
-                    raise _Stale from None
-                raise
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response):
-                pairs = tuple((bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in event.headers)
-                return event.status_code, pairs
-            if isinstance(event, h11.ConnectionClosed) and conn.reused:
-                raise _Stale
-            raise BambuConnectionError(f"{where}: the server closed the connection without answering")
+        except _Closed as exc:
+            if conn.reused and not exc.answered:
+                raise _Stale from None
+            raise BambuConnectionError(f"{where}: the connection failed") from None
+        try:
+            return await conn.head(seconds)
+        except TimeoutError:
+            raise BambuTimeoutError(f"{where}: no answer within {seconds} s") from None
+        except _Closed as exc:
+            if conn.reused and not exc.answered:  # closed by the server while idle: nothing arrived
+                raise _Stale from None
+            raise BambuConnectionError(f"{where}: {exc}") from None
 
     async def aclose(self) -> None:
         for pool in self._pools.values():
