@@ -67,7 +67,7 @@ def test_serve_a_full_proxy_in_a_subprocess(stack: Stack, tmp_path: Path) -> Non
     env = {**os.environ, "PYTHONPATH": src, "BAMBU_CONFIG": str(tmp_path / "config.toml")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bambulab", "proxy", "full", "--port", "0", "--upstream", stack.cloud.api_url,
-         "--tokens", str(tmp_path / "tokens.json"), "--access-log", str(log)],
+         "--tokens", str(tmp_path / "tokens.json"), "--access-log", str(log), "--loop", "uvloop"],
         stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None
