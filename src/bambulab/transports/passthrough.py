@@ -55,10 +55,6 @@ _BAD_VALUE = re.compile(r"[\x00\r\n]")
 _OWS = " \t"
 
 
-def _where(method: str, scheme: str, host: str, port: int, path: str) -> str:
-    return f"{method} {scheme}://{host}:{port}{path}"
-
-
 class _Closed(Exception):
     """The connection ended (reset, EOF or a protocol error); ``answered`` if any byte had come."""
 
@@ -335,10 +331,13 @@ class HttpStream:
     _pool: _Pool | None = field(repr=False, default=None)
     _method: str = field(repr=False, default="GET")
     _timeout: float = field(repr=False, default=15.0)
+    _index: dict[str, str] | None = field(repr=False, default=None)
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in reversed(self.headers) if k == name), None)
+        """The last value of a header (names are matched without regard to case)."""
+        if self._index is None:
+            self._index = dict(self.headers)  # a repeated name keeps its last value
+        return self._index.get(name.lower())
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         while (data := await self._next()) is not None:
@@ -387,6 +386,7 @@ class _Stale(Exception):
 
 
 def _request_head(method: str, target: str, headers: list[tuple[str, str]], where: str) -> bytes:
+    """The request line and headers, each checked: no header can smuggle a line break in."""
     if not _TOKEN.fullmatch(method) or not target or _BAD_TARGET.search(target):
         raise ValueError(f"{where}: the request cannot be sent as HTTP/1.1")
     lines = [f"{method} {target} HTTP/1.1\r\n"]
@@ -399,6 +399,13 @@ def _request_head(method: str, target: str, headers: list[tuple[str, str]], wher
         return "".join(lines).encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError(f"{where}: the request cannot be sent as HTTP/1.1") from None
+
+
+@dataclass(frozen=True)
+class _Origin:
+    where: str  # scheme://host:port, for messages
+    host_header: str
+    pool: _Pool
 
 
 class AsyncPassThrough:
@@ -421,6 +428,7 @@ class AsyncPassThrough:
         self._max = max_connections
         self._idle_timeout = idle_timeout
         self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._origins: dict[str, _Origin] = {}
 
     def _pool(self, scheme: str, host: str, port: int) -> _Pool:
         key = (scheme, host, port)
@@ -429,6 +437,33 @@ class AsyncPassThrough:
             ctx = (self._ssl or cloud_ssl_context()) if scheme == "https" else None
             pool = self._pools[key] = _Pool(scheme, host, port, ctx, self._max, self._idle_timeout)
         return pool
+
+    def _origin(self, method: str, url: str) -> tuple[_Origin, str]:
+        """The origin (parsed once, then remembered) and the path of ``url``.
+
+        ``urlsplit`` and its ``hostname``/``port`` properties were a tenth of the proxy's CPU
+        per uncached request, for an origin that is the same on every request.
+        """
+        slash = url.find("/", url.find("://") + 3) if "://" in url else -1
+        prefix, path = (url[:slash], url[slash:]) if slash >= 0 else (url, "/")
+        path = path.split("#", 1)[0].split("?", 1)[0] or "/"
+        origin = self._origins.get(prefix)
+        if origin is None:
+            parts = urlsplit(prefix)
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError:
+                port = 0
+            if parts.scheme not in ("http", "https") or not parts.hostname or not port:
+                raise ValueError(f"{method} {parts.scheme}://{parts.hostname or ''}{path}: invalid URL")
+            host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+            if ":" in parts.hostname:  # an IPv6 literal goes in brackets
+                host_header = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port is not None else "")
+            if len(self._origins) >= 64:
+                self._origins.clear()
+            pool = self._pool(parts.scheme, parts.hostname, port)
+            origin = self._origins[prefix] = _Origin(f"{parts.scheme}://{parts.hostname}:{port}", host_header, pool)
+        return origin, path
 
     async def send(
         self,
@@ -442,13 +477,10 @@ class AsyncPassThrough:
     ) -> HttpStream:
         """Send and return once the status and headers are in; the body is read from the stream."""
         seconds = self.timeout if timeout is None else timeout
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{method} {parts.scheme}://{parts.hostname or ''}{parts.path}: invalid URL")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        where = _where(method, parts.scheme, parts.hostname, port, parts.path)
-        target = (parts.path or "/") + (f"?{query}" if query else "")
-        host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        origin, path = self._origin(method, url)
+        where = f"{method} {origin.where}{path}"
+        target = path + (f"?{query}" if query else "")
+        host_header = origin.host_header
         out = [("host", host_header)] + [(k, v) for k, v in headers if k.lower() not in _FRAMING]
         length: int | None = None
         chunked = False
@@ -464,7 +496,7 @@ class AsyncPassThrough:
                 chunked = True
                 out.append(("transfer-encoding", "chunked"))
         head = _request_head(method, target, out, where)
-        pool = self._pool(parts.scheme, parts.hostname, port)
+        pool = origin.pool
         started = time.monotonic()
         # Sent again on a fresh connection only when that cannot do a thing twice.
         retry_ok = method in _IDEMPOTENT and (content is None or isinstance(content, bytes | bytearray))
@@ -541,6 +573,7 @@ class AsyncPassThrough:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        self._origins.clear()
 
     def __repr__(self) -> str:
         return f"AsyncPassThrough(timeout={self.timeout}, pools={len(self._pools)})"

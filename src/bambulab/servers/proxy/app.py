@@ -74,6 +74,7 @@ _OVERRIDE_PARAM = re.compile(r"(?:^|&)(?:_method|x-http-method-override|_httpmet
 _ACCESS_CODE_KEYS = frozenset({"dev_access_code", "access_code", "accesscode"})
 _ACCESS_CODE_BYTES = (b"access_code", b"accesscode")  # every key above contains one of these
 _JSON = (b"content-type", b"application/json")
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps with options builds one per call
 
 
 @dataclass
@@ -148,23 +149,13 @@ def _seconds(value: float) -> int:
     return max(1, math.ceil(value))
 
 
-def _strip_access_codes(value: Any, depth: int = 0) -> tuple[Any, bool]:
-    if depth > 64:
-        return value, False
-    if isinstance(value, dict):
-        changed = False
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if isinstance(key, str) and key.lower() in _ACCESS_CODE_KEYS:
-                changed = True
-                continue
-            out[key], sub = _strip_access_codes(item, depth + 1)
-            changed = changed or sub
-        return out, changed
-    if isinstance(value, list):
-        items = [_strip_access_codes(item, depth + 1) for item in value]
-        return [i for i, _ in items], any(c for _, c in items)
-    return value, False
+def _without_access_codes(obj: dict[str, Any], removed: list[bool]) -> dict[str, Any]:
+    """``json.loads``'s object hook: called once per JSON object, at any depth, as it is built."""
+    for key in obj:
+        if key.lower() in _ACCESS_CODE_KEYS:
+            removed[0] = True
+            return {k: v for k, v in obj.items() if k.lower() not in _ACCESS_CODE_KEYS}
+    return obj
 
 
 def _filter_strict(body: bytes) -> bytes:
@@ -172,17 +163,23 @@ def _filter_strict(body: bytes) -> bytes:
 
     Parsed and serialised again only when it might name one: a body whose lower-case bytes hold
     no access-code key, no ``\\u`` escape (which could spell one) and no NUL (UTF-16/32 JSON)
-    passes as it is, without the cost of a round trip through :mod:`json`.
+    passes as it is, without the cost of a round trip through :mod:`json`. The keys are dropped by
+    an object hook while the JSON is parsed (one call per object rather than a walk over every
+    value afterwards: the filter was a quarter of the proxy's CPU on an uncached device list).
+    A body nested too deeply to parse is refused rather than passed: it might hide a code.
     """
     lower = body.lower()
     if b"\x00" not in body and b"\\u" not in lower and not any(key in lower for key in _ACCESS_CODE_BYTES):
         return body
+    removed = [False]
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_hook=lambda obj: _without_access_codes(obj, removed))
+        return _COMPACT.encode(data).encode() if removed[0] else body
+    except RecursionError:
+        raise _Refusal(502, "upstream_unreadable", "the Bambu cloud's answer is nested too deeply for the "
+                       "strict filter") from None
     except ValueError:
         return body
-    data, changed = _strip_access_codes(data)
-    return json.dumps(data, separators=(",", ":")).encode() if changed else body
 
 
 def _json_response(status: int, payload: Any, extra: Headers | None = None) -> tuple[int, Headers, bytes]:

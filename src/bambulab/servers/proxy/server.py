@@ -8,8 +8,10 @@ from collections.abc import Generator
 from types import TracebackType
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bambulab.servers.proxy.app import ProxyApp
+from bambulab.transports.coalesce import CoalescingTransport
 
 __all__ = ["ProxyServer"]
 
@@ -28,6 +30,13 @@ class _Server(uvicorn.Server):
                 yield
         else:
             yield
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol over a transport that sends a response's head and body as one."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
 
 class ProxyServer:
@@ -52,7 +61,7 @@ class ProxyServer:
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off", server_header=False,
             timeout_graceful_shutdown=2, ws="none", ssl_certfile=certfile, ssl_keyfile=keyfile,
             proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips,
-            backlog=1024,
+            backlog=1024, http=_Protocol,
         )
         self._server = _Server(config, handle_signals=handle_signals)
         self._task: asyncio.Task[None] | None = None
