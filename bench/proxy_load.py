@@ -84,6 +84,84 @@ def serve_cloud() -> None:
     asyncio.run(main())
 
 
+def serve_relay(host: str, port: int) -> None:
+    """Role ``--serve-relay``: the floor of any proxy process here, bytes copied both ways, no HTTP.
+
+    One upstream connection per client connection, data passed on as it arrives (held until the
+    upstream is connected), reading paused while the other side's write buffer is full. Run on
+    uvloop when installed, as ours is. Print the port, serve until killed.
+    """
+
+    class Side(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.transport: asyncio.Transport | None = None
+            self.peer: Side | None = None
+            self.held: list[bytes] = []
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            peer = self.peer
+            if peer is None or peer.transport is None:
+                self.held.append(data)
+                if self.transport is not None:
+                    self.transport.pause_reading()
+                return
+            peer.transport.write(data)
+
+        def pause_writing(self) -> None:
+            if self.peer is not None and self.peer.transport is not None:
+                self.peer.transport.pause_reading()
+
+        def resume_writing(self) -> None:
+            if self.peer is not None and self.peer.transport is not None:
+                self.peer.transport.resume_reading()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.peer is not None and self.peer.transport is not None:
+                self.peer.transport.close()
+
+    class Down(Side):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self.opening = asyncio.ensure_future(self.open())
+
+        async def open(self) -> None:
+            loop = asyncio.get_running_loop()
+            up = Side()
+            up.peer = self
+            await loop.create_connection(lambda: up, host, port)
+            self.peer = up
+            assert up.transport is not None
+            assert self.transport is not None
+            for data in self.held:
+                up.transport.write(data)
+            self.held.clear()
+            self.transport.resume_reading()
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Down, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def start_relay(cloud: Cloud) -> Server:
+    parts = urlsplit(cloud.api_url)
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-relay", parts.hostname or "127.0.0.1",
+                             str(parts.port or 80)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return Server("byte relay (floor)", f"http://127.0.0.1:{port}", cloud.token, proc)
+
+
 class Cloud:
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve-cloud"], stdin=subprocess.PIPE,
@@ -353,6 +431,9 @@ def report(results: list[Result], sequential: dict[str, float], clients: int,
         goals["cached_pct_of_direct"] = round(100 * cached.ok_rps / direct.ok_rps, 1)
     if uncached:
         goals["uncached_added_p50_ms_under_load"] = round(uncached.pct(0.5) - direct.pct(0.5), 2)
+    relay = by.get("byte relay (floor)")
+    if relay:  # what any proxy process adds here before it does any HTTP
+        goals["relay_added_p50_ms_under_load"] = round(relay.pct(0.5) - direct.pct(0.5), 2)
     if "ours (uncached)" in sequential:
         goals["uncached_added_p50_ms_one_client"] = round(sequential["ours (uncached)"] - sequential["direct"], 3)
     if paced and "ours (uncached)" in paced:
@@ -390,6 +471,11 @@ def print_table(data: dict[str, Any]) -> None:
               f"{goals.get('uncached_added_p50_ms_one_client', float('nan')):.3f} ms with one client, "
               f"{goals.get('uncached_added_p50_ms_paced', float('nan')):.3f} ms at {data['paced_rate']:.0f} req/s; "
               f"the proxy spends {rows['ours (uncached)']['proxy_cpu_ms_per_req']:.3f} ms of CPU per request")
+    if "relay_added_p50_ms_under_load" in goals:
+        print(f"the byte relay (no HTTP at all) adds {goals['relay_added_p50_ms_under_load']:.2f} ms at "
+              f"{data['clients']} clients for "
+              f"{ {row['name']: row for row in data['rows']}['byte relay (floor)']['proxy_cpu_ms_per_req']:.3f} ms "
+              "of CPU per request")
     print("goals:", json.dumps(goals))
 
 
@@ -409,9 +495,13 @@ def main() -> None:
                         help="Requests/s the clients send in all in the paced pass (0: no paced pass).")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
     parser.add_argument("--serve-cloud", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-relay", nargs=2, metavar=("HOST", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_cloud:
         serve_cloud()
+        return
+    if args.serve_relay:
+        serve_relay(args.serve_relay[0], int(args.serve_relay[1]))
         return
     python = None if args.skip_theirs else peer_python()
     cloud = Cloud()
@@ -422,6 +512,7 @@ def main() -> None:
         tmp = Path(folder)
         servers: list[Server] = [Server("direct", cloud.api_url, cloud.token)]
         try:
+            servers.append(start_relay(cloud))
             servers.append(start_ours(cloud, tmp, cached=True))
             servers.append(start_ours(cloud, tmp, cached=False))
             if python is not None:
@@ -446,10 +537,10 @@ def main() -> None:
                     print(f"  round {round_no + 1} {server.name}: {part.ok_rps:.0f} ok/s", file=sys.stderr)
             results = list(merged.values())
             for server in servers:
-                if server.name in ("direct", "ours (uncached)", "theirs (limiter off)"):
+                if server.name in ("direct", "byte relay (floor)", "ours (uncached)", "theirs (limiter off)"):
                     sequential[server.name] = sequential_p50(server, cloud, min(2.0, args.seconds))
             for server in servers:
-                if args.paced_rate > 0 and server.name in ("direct", "ours (uncached)"):
+                if args.paced_rate > 0 and server.name in ("direct", "byte relay (floor)", "ours (uncached)"):
                     part = run_load(server, cloud, clients=args.clients, seconds=min(3.0, args.seconds),
                                     warmup=0.5, rate=args.paced_rate)
                     paced[server.name] = round(part.pct(0.5), 3)
