@@ -274,3 +274,49 @@ async def test_silence_after_the_head_times_out(client: AsyncPassThrough) -> Non
                     await stream.read(100)
         finally:
             await quick.aclose()
+
+
+async def test_over_tls_verified_reused_and_flow_controlled() -> None:
+    """The real upstream is HTTPS: verified by the policy of transports/tls, kept alive, large bodies."""
+    import ssl
+
+    from bambulab.sim.ca import SimCA
+    from bambulab.transports.tls import cloud_ssl_context
+
+    ca = SimCA()
+    leaf = ca.issue("localhost")
+    body = bytes(range(256)) * 4096  # 1 MiB
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                payload = body if b"/big" in head else b"small"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=leaf.server_context())
+    port = server.sockets[0].getsockname()[1]
+    trusted = AsyncPassThrough(timeout=5, ssl_context=cloud_ssl_context(ca_data=ca.ca_pem.decode()))
+    untrusted = AsyncPassThrough(timeout=5)  # the default policy: Bambu's CA chain, which did not sign this
+    try:
+        for _ in range(3):
+            async with await trusted.send("GET", f"https://localhost:{port}/small") as stream:
+                assert await stream.read(100) == b"small"
+        async with await trusted.send("GET", f"https://localhost:{port}/big") as stream:
+            assert await stream.read(2 * len(body)) == body
+        assert connections == 1
+        with pytest.raises(BambuConnectionError, match="cannot reach the server"):
+            await untrusted.send("GET", f"https://localhost:{port}/small")
+    finally:
+        await trusted.aclose()
+        await untrusted.aclose()
+        server.close()
+        await server.wait_closed()
