@@ -81,10 +81,19 @@ def echo_app() -> Starlette:
     ])
 
 
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """asyncio's loop, or uvloop's (what ``bambu proxy`` runs on when it is installed)."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 class Stack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, loop: str = "asyncio") -> None:
         self.tmp = tmp
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_loop(loop)
         self._thread = threading.Thread(target=self.loop.run_forever, name="proxy-stack", daemon=True)
         self._thread.start()
         self.sim = Simulator(time_scale=1.0, seed=11)

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
+import pytest
 from proxytools import Stack
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real-time path (cloud MQTT) on both loops: ``bambu proxy`` runs on uvloop when installed."""
+    s = Stack(tmp_path_factory.mktemp("proxy-realtime"), loop=request.param)
+    try:
+        yield s
+    finally:
+        s.close()
+
 
 START = "/v1/iot-service/api/user/device/realtime/start"
 GET = "/v1/iot-service/api/user/device/realtime"

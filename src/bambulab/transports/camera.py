@@ -29,7 +29,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, cast
 
 from bambulab.exceptions import (
     AuthenticationError,
@@ -159,7 +159,8 @@ class _StreamProtocol(asyncio.BufferedProtocol):
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport; not an isinstance check: uvloop's transports do not subclass asyncio's.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -44,7 +44,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 from bambulab.exceptions import (
     AuthenticationError,
@@ -462,7 +462,8 @@ class MqttConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport; not an isinstance check: uvloop's transports do not subclass asyncio's.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         assert self._loop is not None
         self._last_rx = self._last_tx = self._loop.time()
