@@ -214,6 +214,19 @@ def test_printer_taken_offline_shows_offline(gateway: GatewayThread, page: Page)
     expect(target).not_to_have_attribute("data-cat", "offline", timeout=30_000)
 
 
+def test_a_cancelled_print_reads_cancelled_not_failed(gateway: GatewayThread, page: Page) -> None:
+    """The printer says FAILED for a stop too; the summary's ``ended`` decides the card (in this browser)."""
+    page.goto(gateway.url + "/")
+    page.wait_for_selector("body[data-ready]")
+    seen = page.evaluate("""async () => {
+        const m = await import("/static/js/common.js");
+        const base = {online: true, state: "FAILED", print_error: {code: "0300-400C", text: "cancelled"}};
+        return [m.stateLabel({...base, ended: "cancelled"}), m.category({...base, ended: "cancelled"}),
+                m.stateLabel({...base, ended: "failed"}), m.category({...base, ended: "failed"})];
+    }""")
+    assert seen == ["Cancelled", "idle", "Failed", "error"]
+
+
 def test_detail_view_pause_with_token(gateway: GatewayThread, page: Page, shots: Path) -> None:
     serial = gateway.printing_serial()
     page.goto(f"{gateway.url}/printers/{serial}")

@@ -389,6 +389,9 @@ async def test_print_a_stored_file_then_stop_and_clear(farm: Farm) -> None:
     r = await farm.client.post(f"{base}/stop", headers=farm.auth())
     assert r.status_code == 200
     await farm.wait(lambda: member.summary()["state"] == "FAILED")
+    assert member.summary()["ended"] == "cancelled"  # FAILED on the printer, but a cancellation
+    await farm.wait(lambda: member.summary()["print_error"] is None)  # the printer clears the code...
+    assert member.summary()["ended"] == "cancelled"  # ...and the gateway still knows
     r = await farm.client.post(f"{base}/clear_hms", headers=farm.auth())
     assert r.status_code == 200
     r = await farm.client.post(f"{base}/stop", headers=farm.auth())  # nothing left to stop: the printer says no

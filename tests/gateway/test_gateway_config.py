@@ -175,6 +175,23 @@ def test_pre_encoded_summaries_equal_the_plain_json() -> None:
             assert list(json.loads(encoded)) == list(live)
 
 
+def test_a_cancelled_print_is_told_from_a_failed_one() -> None:
+    from bambulab.farm.summary import CANCELLED_ERROR, build_summary, job_ended
+    from bambulab.protocol.views import PrinterStatus
+
+    def status(state: str, error: int = 0) -> PrinterStatus:
+        return PrinterStatus({"print": {"gcode_state": state, "print_error": error}})
+
+    assert job_ended(status("FINISH"), False) == "finished"
+    assert job_ended(status("FAILED", CANCELLED_ERROR), False) == "cancelled"  # while the code lasts
+    assert job_ended(status("FAILED"), True) == "cancelled"  # after it faded: the caller remembers
+    assert job_ended(status("FAILED"), False) == "failed"
+    assert job_ended(status("FAILED", 0x07008011), False) == "failed"
+    assert job_ended(status("RUNNING"), True) is None and job_ended(PrinterStatus({}), False) is None
+    summary = build_summary(status("FAILED"), serial="S", name="n", source="lan", cancelled=True)
+    assert summary["state"] == "FAILED" and summary["ended"] == "cancelled"
+
+
 def test_raw_state_is_redacted_only_when_it_holds_a_secret() -> None:
     import json
 

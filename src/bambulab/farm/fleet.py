@@ -44,7 +44,15 @@ from bambulab.events import (
 )
 from bambulab.exceptions import BambuError
 from bambulab.farm.config import CloudConfig, PrinterConfig
-from bambulab.farm.summary import SummaryCache, diff_summary, hms_json, iso_time, render_summary, summary_fragments
+from bambulab.farm.summary import (
+    CANCELLED_ERROR,
+    SummaryCache,
+    diff_summary,
+    hms_json,
+    iso_time,
+    render_summary,
+    summary_fragments,
+)
 from bambulab.printer import BasePrinter, Printer
 from bambulab.transports.tls import cloud_ssl_context
 
@@ -207,6 +215,7 @@ class Member:
         self._messages_seen = 0
         self._remaining: int | None = None
         self._finish_at: float | None = None
+        self._cancelled = False  # this FAILED state began as a cancellation (the code fades; see job_ended)
         self._connects = 0
         self._stream = printer.events(maxsize=64)
         self._task: asyncio.Task[None] | None = None
@@ -280,9 +289,14 @@ class Member:
             self._finish_at = round((now + minutes * 60) / 60) * 60 if minutes is not None and minutes > 0 else None
         if not status.job.is_active:
             self._finish_at = None
+        if status.job.state_raw != "FAILED":
+            self._cancelled = False
+        elif status.print_error is not None and status.print_error.value == CANCELLED_ERROR:
+            self._cancelled = True
         summary = self._cache.build(
             status, serial=self.serial, name=self.name, source=self.source,
             model=self.printer.model, finish_at=self._finish_at, info=self.printer.state.get("info"),
+            cancelled=self._cancelled,
         )
         if summary["model"] is None and self.config.model:
             summary["model"] = self.config.model

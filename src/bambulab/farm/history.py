@@ -46,6 +46,7 @@ from typing import Any, Final, Literal, Protocol
 
 from bambulab.config import ConfigError
 from bambulab.exceptions import BambuError, HistoryError, StoreUnavailableError
+from bambulab.farm.summary import CANCELLED_ERROR
 from bambulab.protocol.views import GcodeState, PrinterStatus
 
 __all__ = [
@@ -70,7 +71,6 @@ log = logging.getLogger(__name__)
 Result = Literal["running", "finished", "failed", "cancelled", "interrupted"]
 RESULTS: Final[tuple[str, ...]] = ("running", "finished", "failed", "cancelled", "interrupted")
 ENDED_RESULTS: Final = frozenset(RESULTS) - {"running"}
-CANCELLED_ERROR: Final = 0x0300400C  # print_error after a stop: "the print was cancelled"
 _ACTIVE: Final = frozenset({GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.PAUSE, GcodeState.SLICING})
 _PLATE = re.compile(r"plate_(\d+)\.gcode", re.I)
 

@@ -15,11 +15,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from bambulab.protocol.commands import PrinterErrorCode
 from bambulab.protocol.hms import HmsMessage
 from bambulab.protocol.models import CameraKind, PrinterModel
 from bambulab.protocol.views import PrinterStatus, Tray
 
 __all__ = [
+    "CANCELLED_ERROR",
     "LIVE_KEYS",
     "SUMMARY_KEYS",
     "SummaryCache",
@@ -27,6 +29,7 @@ __all__ = [
     "diff_summary",
     "hms_json",
     "iso_time",
+    "job_ended",
     "render_summary",
     "summary_fragments",
     "tray_json",
@@ -37,8 +40,10 @@ SUMMARY_KEYS: Final = (
     "serial", "name", "model", "source", "online", "last_seen", "age_seconds",
     "state", "stage", "stage_name", "progress", "remaining_minutes", "finish_at",
     "layer", "total_layers", "file", "plate", "speed_level", "temperatures", "fans",
-    "ams", "hms", "print_error", "firmware", "camera",
+    "ams", "hms", "print_error", "ended", "firmware", "camera",
 )
+#: ``print_error`` after a stop (on the printer's screen or by a command): "the print was cancelled".
+CANCELLED_ERROR: Final = int(PrinterErrorCode.TASK_CANCELLED)
 #: Keys that describe the connection rather than the state; filled in when a summary is served.
 LIVE_KEYS: Final = frozenset({"online", "last_seen", "age_seconds"})
 
@@ -159,11 +164,31 @@ def build_summary(
     source: str,
     model: PrinterModel | None = None,
     finish_at: float | None = None,
+    cancelled: bool = False,
 ) -> dict[str, Any]:
     """The summary of one printer, without the live keys (``online``, ``last_seen``, ``age_seconds``
     are ``None`` here). ``finish_at`` is the expected end (``time.time()`` seconds) the caller
-    derived from ``remaining_minutes`` and its clock."""
-    return SummaryCache().build(status, serial=serial, name=name, source=source, model=model, finish_at=finish_at)
+    derived from ``remaining_minutes`` and its clock; ``cancelled`` whether the caller saw this
+    FAILED state begin as a cancellation (see :func:`job_ended`)."""
+    return SummaryCache().build(status, serial=serial, name=name, source=source, model=model, finish_at=finish_at,
+                                cancelled=cancelled)
+
+
+def job_ended(status: PrinterStatus, cancelled: bool) -> str | None:
+    """How the job the printer still shows ended: ``finished``, ``cancelled``, ``failed``, or None.
+
+    A printer reports a cancelled print as ``FAILED`` too; only ``print_error`` 0x0300400C tells
+    them apart, and the printer clears it a few seconds later while staying ``FAILED`` until the
+    next job. So the caller remembers (``cancelled``) whether it saw that code during this FAILED
+    state; the code itself, while it lasts, counts as well.
+    """
+    state = status.job.state_raw
+    if state == "FINISH":
+        return "finished"
+    if state != "FAILED":
+        return None
+    error = status.print_error
+    return "cancelled" if cancelled or (error is not None and error.value == CANCELLED_ERROR) else "failed"
 
 
 class SummaryCache:
@@ -203,6 +228,7 @@ class SummaryCache:
         model: PrinterModel | None = None,
         finish_at: float | None = None,
         info: object = None,
+        cancelled: bool = False,
     ) -> dict[str, Any]:
         """The summary (see :func:`build_summary`). ``info`` is the state's ``info`` object (the
         get_version reply): when it or the model changes, every section is decoded again."""
@@ -239,6 +265,7 @@ class SummaryCache:
             "ams": self._part("ams", raw, _AMS_KEYS, _ams, status),
             "hms": self._part("hms", raw, ("hms",), lambda st: [hms_json(m) for m in st.hms], status),
             "print_error": self._part("print_error", raw, ("print_error",), _print_error, status),
+            "ended": job_ended(status, cancelled),
             "firmware": self._parts["firmware"],
             "camera": _camera(model),
         }

@@ -80,6 +80,9 @@ _SCHEMAS: dict[str, Any] = {
             "hms": {"type": "array", "items": _ref("Hms")},
             "print_error": {"type": ["object", "null"], "properties": {"code": {"type": "string"},
                                                                      "text": _nullable("string")}},
+            "ended": _nullable("string", enum=["finished", "cancelled", "failed", None],
+                               description="how the job the printer still shows ended (a cancelled print "
+                                           "is FAILED on the printer; this tells them apart)"),
             "firmware": _nullable("string"), "camera": _nullable("string", enum=["jpeg", "rtsp", None]),
         },
     },

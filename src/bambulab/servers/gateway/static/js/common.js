@@ -144,6 +144,7 @@ const LABELS = {
 export function category(p) {
   if (!p.online) return "offline";
   const s = p.state;
+  if (p.ended === "cancelled") return "idle"; // FAILED on the printer, but somebody stopped it
   if (s === "FAILED" || p.print_error) return "error";
   if (s === "PAUSE") return "paused";
   if ((p.hms || []).some((a) => a.severity === "fatal" || a.severity === "serious")) return "error";
@@ -154,6 +155,7 @@ export function category(p) {
 
 export function stateLabel(p) {
   if (!p.online) return "Offline";
+  if (p.ended === "cancelled") return "Cancelled";
   return LABELS[p.state] || (p.state ? p.state.charAt(0) + p.state.slice(1).toLowerCase() : "Unknown");
 }
 
