@@ -68,7 +68,7 @@ ENVIRONMENT: dict[str, str] = {
     "BAMBU_CLOUD_MQTT_HOST": "monitor --cloud: the MQTT broker's host",
     "BAMBU_CLOUD_MQTT_PORT": "monitor --cloud: the broker's port (8883)",
     "BAMBU_CLOUD_CA_FILE": "monitor --cloud: the CA of the broker's cert",
-    "BAMBU_CLOUD_MQTT_CA_FILE": "the same, the name bambu proxy reads",
+    "BAMBU_CLOUD_MQTT_CA_FILE": "the same; both names work",
     "BAMBU_PROXY_UPSTREAM": "proxy: global, china, or the cloud API's URL",
     "BAMBU_PROXY_TOKENS": "proxy: the custom-token file",
     "BAMBU_PROXY_ADMIN_TOKEN": "proxy: the admin token (instead of a file)",

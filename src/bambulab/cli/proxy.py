@@ -167,8 +167,10 @@ def _serve_options(func: Any) -> Any:
                      help="Cloud MQTT broker for real-time data (BAMBU_CLOUD_MQTT_HOST; default: the region's)."),
         click.option("--mqtt-port", envvar="BAMBU_CLOUD_MQTT_PORT", type=int, default=8883, show_default=True,
                      help="The broker's port (BAMBU_CLOUD_MQTT_PORT)."),
-        click.option("--mqtt-ca-file", envvar="BAMBU_CLOUD_MQTT_CA_FILE", type=click.Path(exists=True, dir_okay=False),
-                     help="CA bundle for the broker's certificate (BAMBU_CLOUD_MQTT_CA_FILE; a fake cloud)."),
+        click.option("--mqtt-ca-file", envvar=["BAMBU_CLOUD_MQTT_CA_FILE", "BAMBU_CLOUD_CA_FILE"],
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="CA bundle for the broker's certificate (BAMBU_CLOUD_MQTT_CA_FILE or "
+                          "BAMBU_CLOUD_CA_FILE, which bambu sim prints; a fake cloud)."),
         click.option("--mqtt-server-name", default=None, help="Name to check in the broker's certificate."),
         click.option("--loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True,
                      help="Event loop: auto takes uvloop when it is installed."),
