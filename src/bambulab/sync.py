@@ -19,6 +19,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import copy
 import itertools
 import os
 import ssl
@@ -265,8 +266,18 @@ class MQTTClient(_Closing):
         return self.get_last_data()
 
     def get_last_data(self) -> dict[str, Any]:
-        """The merged state: ``{"print": {...}, "info": {...}}``."""
-        return dict(self.printer.state)
+        """A copy of the merged state: ``{"print": {...}, "info": {...}}``.
+
+        Deep, and made on the connection's thread where reports are merged: the merged state
+        shares unchanged parts between reports, so a shallow copy handed to the caller's thread
+        would let a change to it reach the printer's state.
+        """
+        printer = self.printer
+
+        async def snapshot() -> dict[str, Any]:
+            return copy.deepcopy(dict(printer.state))
+
+        return _run(snapshot(), self.timeout)
 
     def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 60.0) -> Any:
         """Block until ``predicate(status)`` is true; returns the :class:`PrinterStatus`."""

@@ -69,6 +69,9 @@ def test_mqtt_client_monitor_and_control(simloop: SimLoop) -> None:
         status = client.wait_for(lambda s: s.temperatures.nozzle_target == 210, timeout=10)
         assert status.temperatures.nozzle_target == 210
         assert client.get_last_data()["print"]["nozzle_target_temper"] == 210
+        mine = client.get_last_data()
+        mine["print"]["nozzle_target_temper"] = -1  # the caller's copy: the printer's state is untouched
+        assert client.get_last_data()["print"]["nozzle_target_temper"] == 210
     assert seen
     assert all(dev == printer.serial for dev, _ in seen)
 
