@@ -39,7 +39,8 @@ async def _echo(request: Request) -> Response:
     body = await request.body()
     status = int(request.query_params.get("status", "200"))
     headers = {"cache-control": "max-age=7", "x-upstream": "echo", "retry-after": "3",
-               "connection": "x-secret-hop", "x-secret-hop": "dropped", "set-cookie": "session=abc"}
+               "connection": "x-secret-hop", "x-secret-hop": "dropped", "set-cookie": "session=abc",
+               "access-control-allow-origin": "*"}  # the upstream's CORS: never the proxy's
     payload = {
         "method": request.method, "path": request.url.path, "query": request.url.query,
         "query_items": list(request.query_params.multi_items()), "body": body.decode("latin-1"),

@@ -55,6 +55,8 @@ def test_tokens_add_list_revoke_import(tmp_path: Path) -> None:
     assert "legacy-custom-1" not in path.read_text() and "legacy-real-1" in path.read_text()
     code, _, err = run(tmp_path, "proxy", "strict", "--host", "192.0.2.1")
     assert code != 0 and "--behind-tls-proxy" in err
+    code, _, err = run(tmp_path, "proxy", "strict", "--cors-origin", "dash.example")
+    assert code == 2 and "a CORS origin is a scheme and host" in err
 
 
 def test_serve_a_full_proxy_in_a_subprocess(stack: Stack, tmp_path: Path) -> None:

@@ -90,17 +90,21 @@ def _serve(mode: str, **opts: Any) -> None:
         click.echo(f"note: {tokens.path} has no tokens yet: add one with bambu proxy tokens add", err=True)
     upstream_ctx = cloud_ssl_context(ca_file=opts["ca_file"]) if opts["ca_file"] else None
     mqtt_ctx = cloud_ssl_context(ca_file=opts["mqtt_ca_file"]) if opts["mqtt_ca_file"] else None
+    try:
+        config = ProxyConfig(
+            tokens, mode=mode, upstream=opts["upstream"], upstream_ssl_context=upstream_ctx, admin_token=admin,
+            cache=not opts["no_cache"], rate_limit=not opts["no_rate_limit"], mqtt_host=opts["mqtt_host"],
+            mqtt_port=opts["mqtt_port"], mqtt_ssl_context=mqtt_ctx, mqtt_server_hostname=opts["mqtt_server_name"],
+            realtime_idle=opts["idle_timeout"], cors_origins=tuple(opts["cors_origin"]),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     log_stream = None
     if opts["access_log"] == "-":
         log_stream = sys.stdout
     elif opts["access_log"]:
         log_stream = Path(opts["access_log"]).expanduser().open("a", encoding="utf-8")
-    config = ProxyConfig(
-        tokens, mode=mode, upstream=opts["upstream"], upstream_ssl_context=upstream_ctx, admin_token=admin,
-        cache=not opts["no_cache"], rate_limit=not opts["no_rate_limit"], mqtt_host=opts["mqtt_host"],
-        mqtt_port=opts["mqtt_port"], mqtt_ssl_context=mqtt_ctx, mqtt_server_hostname=opts["mqtt_server_name"],
-        realtime_idle=opts["idle_timeout"], access_log=log_stream,
-    )
+    config.access_log = log_stream
     port = opts["port"] if opts["port"] is not None else PORTS[mode]
     server = ProxyServer(ProxyApp(config), host=host, port=port, certfile=opts["tls_cert"],
                          keyfile=opts["tls_key"], handle_signals=True,
@@ -157,6 +161,8 @@ def _serve_options(func: Any) -> Any:
         click.option("--forwarded-allow-ips", default=None,
                      help="Trust X-Forwarded-For from these addresses (the reverse proxy's), for the log."),
         click.option("--access-log", default=None, help="Append JSON lines to this file ('-': stdout)."),
+        click.option("--cors-origin", multiple=True, metavar="ORIGIN",
+                     help="Let web pages of this origin (https://dash.example) call the proxy; repeatable."),
         click.option("--no-cache", is_flag=True, help="Never answer from the cache."),
         click.option("--no-rate-limit", is_flag=True, help="No per-account budgets (upstream 429s still back off)."),
         click.option("--idle-timeout", type=float, default=120.0, show_default=True,

@@ -66,7 +66,10 @@ _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"authorization", b"cookie", b"forwarded
                                b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"}
 #: Response headers never returned as they are: hop-by-hop, able to carry a credential, or the
 #: length (set again for the body actually sent).
-_RESPONSE_DROP = {name.decode() for name in _HOP_BY_HOP} | {"content-length", "set-cookie"}
+_RESPONSE_DROP = {name.decode() for name in _HOP_BY_HOP} | {"content-length", "set-cookie"} | {
+    # The upstream's CORS policy is about its own origin; the proxy's (--cors-origin) is its own.
+    "access-control-allow-origin", "access-control-allow-credentials", "access-control-allow-headers",
+    "access-control-allow-methods", "access-control-expose-headers", "access-control-max-age"}
 #: Headers that make some servers treat a request as another method or another URL.
 _SMUGGLING = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override",
                         b"x-original-url", b"x-rewrite-url", b"x-original-method", b"x-override-url"})
@@ -74,6 +77,7 @@ _OVERRIDE_PARAM = re.compile(r"(?:^|&)(?:_method|x-http-method-override|_httpmet
 _ACCESS_CODE_KEYS = frozenset({"dev_access_code", "access_code", "accesscode"})
 _ACCESS_CODE_BYTES = (b"access_code", b"accesscode")  # every key above contains one of these
 _JSON = (b"content-type", b"application/json")
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9.\-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?", re.IGNORECASE)  # no path, no user
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps with options builds one per call
 
 
@@ -100,6 +104,9 @@ class ProxyConfig:
     realtime_idle: float = 120.0
     access_log: IO[str] | None = None
     health_interval: float = 30.0
+    #: Browser origins (``https://dash.example``) whose pages may call the proxy; ``*`` for any.
+    #: None of them is needed by scripts or servers, only by a web page on another origin.
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -109,6 +116,13 @@ class ProxyConfig:
             raise ValueError("the upstream must be global, china or an http(s) URL")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise ValueError("the admin token must have at least 16 characters")
+        origins = []
+        for origin in self.cors_origins:
+            origin = origin.strip().rstrip("/")
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"a CORS origin is a scheme and host (https://dash.example:8443), not {origin!r}")
+            origins.append(origin.lower())
+        self.cors_origins = tuple(origins)
 
 
 class _Refusal(Exception):
@@ -274,6 +288,15 @@ class ProxyApp:
         if scope["type"] != "http":
             return
         self.requests += 1
+        if self.config.cors_origins:
+            origin = _header(scope["headers"], b"origin")
+            if origin is not None:
+                allowed = self._cors_allowed(origin)
+                if scope["method"] == "OPTIONS" and _header(scope["headers"], b"access-control-request-method"):
+                    await self._preflight(scope, send, allowed)
+                    return
+                if allowed is not None:
+                    send = _with_cors(send, allowed)
         started = time.perf_counter()
         path = scope["path"]
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
@@ -292,6 +315,31 @@ class ProxyApp:
                                   ms=round((time.perf_counter() - started) * 1000, 2), cache=ex.cache,
                                   route=ex.route, label=ex.token, account=ex.account, bytes=ex.size,
                                   client=client[0] if client else None)
+
+    # ------------------------------------------------------------------ CORS
+
+    def _cors_allowed(self, origin: bytes) -> bytes | None:
+        """The ``Access-Control-Allow-Origin`` value for this origin, or None when it is not allowed."""
+        text = origin.decode("latin-1").strip().rstrip("/").lower()
+        if text in self.config.cors_origins:
+            return text.encode("latin-1")
+        return b"*" if "*" in self.config.cors_origins else None
+
+    async def _preflight(self, scope: Scope, send: Send, allowed: bytes | None) -> None:
+        """A browser asking first: answered here, never upstream; no token is needed (none is sent)."""
+        if allowed is None:
+            status, headers, body = _json_response(403, {"error": "cors_origin", "message": "this origin may not "
+                                                         "call the proxy (see --cors-origin)"}, [(b"vary", b"origin")])
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        methods = b"GET, POST" if self.config.mode == "strict" else b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        await send({"type": "http.response.start", "status": 204, "headers": [
+            (b"access-control-allow-origin", allowed), (b"access-control-allow-methods", methods),
+            (b"access-control-allow-headers", b"authorization, content-type"),
+            (b"access-control-max-age", b"600"), (b"vary", b"origin")]})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -673,6 +721,26 @@ class ProxyApp:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    return next((v for k, v in headers if k == name), None)
+
+
+_CORS_EXPOSE = (b"access-control-expose-headers", b"age, x-cache, retry-after")
+
+
+def _with_cors(send: Send, allowed: bytes) -> Send:
+    """``send`` that adds the CORS answer headers to the response's start."""
+
+    async def cors_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"access-control-allow-origin", allowed),
+                                               _CORS_EXPOSE, (b"vary", b"origin")]}
+        await send(message)
+
+
+    return cors_send
 
 
 def _connection_named(values: Any) -> set[str]:
