@@ -67,6 +67,8 @@ async def test_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
                         r = await http.get(query, params={"query": f'bambu_printer_up{{serial="{serial}"}}'})
                     except httpx2.TransportError:
                         return False
+                    if r.status_code != 200:  # "Service Unavailable" (plain text) until its storage is ready
+                        return False
                     result = r.json().get("data", {}).get("result", [])
                     if result:
                         found.update(result[0])
