@@ -68,6 +68,15 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
+async def _within(waiter: asyncio.Future[None], seconds: float) -> None:
+    """Await ``waiter``; TimeoutError after ``seconds`` (one timer, no task: this is the hot path)."""
+    handle = waiter.get_loop().call_later(seconds, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        handle.cancel()
+
+
 class _Conn(asyncio.Protocol):
     """One keep-alive connection: the socket's events and the parser's callbacks meet here.
 
@@ -219,12 +228,8 @@ class _Conn(asyncio.Protocol):
             raise _Closed("the connection closed", answered=self._answered)
         if not self._write_paused:
             return
-        drain = self._drain = self.loop.create_future()
-        handle = self.loop.call_later(seconds, _expire, drain)
-        try:
-            await drain
-        finally:
-            handle.cancel()
+        self._drain = self.loop.create_future()
+        await _within(self._drain, seconds)
 
     async def head(self, seconds: float) -> tuple[int, tuple[tuple[str, str], ...]]:
         while not self._head_done:
@@ -247,12 +252,10 @@ class _Conn(asyncio.Protocol):
     async def _wait(self, seconds: float) -> None:
         if self._error is not None:
             raise self._error
-        waiter = self._waiter = self.loop.create_future()
-        handle = self.loop.call_later(seconds, _expire, waiter)
+        self._waiter = self.loop.create_future()
         try:
-            await waiter
+            await _within(self._waiter, seconds)
         finally:
-            handle.cancel()
             self._waiter = None
         if self._error is not None:
             raise self._error
